@@ -1,0 +1,93 @@
+"""Export any model as an open_clip Hub folder that *stock* open_clip loads without farslip_ext.
+
+The folder holds ``open_clip_config.json`` (``model_cfg`` + ``preprocess_cfg``), the weights as
+``open_clip_model.safetensors`` and a ``README.md`` model card (licence, source, preprocessing).
+Load it with ``open_clip.create_model_and_transforms("local-dir:<folder>")``, or upload the folder to a
+Hub repo and use ``hf-hub:<org>/<repo>``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import open_clip
+import torch
+
+__all__ = ["export_hub_folder"]
+
+
+def _preprocess_cfg(model: torch.nn.Module) -> Dict[str, Any]:
+    visual = model.visual
+    pp = dict(getattr(visual, "preprocess_cfg", {}) or {})
+    out = {
+        "mean": list(getattr(visual, "image_mean", None) or pp.get("mean") or open_clip.OPENAI_DATASET_MEAN),
+        "std": list(getattr(visual, "image_std", None) or pp.get("std") or open_clip.OPENAI_DATASET_STD),
+        "interpolation": pp.get("interpolation", "bicubic"),
+        "resize_mode": pp.get("resize_mode", "shortest"),
+    }
+    if "size" in pp:
+        out["size"] = pp["size"]
+    return out
+
+
+def _model_cfg_for(model: torch.nn.Module, arch: Optional[str], model_cfg: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    if model_cfg is None:
+        if arch is None:
+            raise ValueError("export_hub_folder needs the architecture name (arch=...) or its model_cfg dict")
+        model_cfg = open_clip.get_model_config(arch)
+        if model_cfg is None:
+            raise ValueError(f"unknown architecture {arch!r}; known: see open_clip.list_models()")
+    cfg = copy.deepcopy(model_cfg)
+    # The built model is the truth for the text context (a LongCLIP file may differ from the arch default).
+    ctx = getattr(model, "context_length", None)
+    if ctx is not None:
+        cfg.setdefault("text_cfg", {})["context_length"] = int(ctx)
+    return cfg
+
+
+def export_hub_folder(
+    model: torch.nn.Module,
+    out_dir: Union[str, Path],
+    arch: Optional[str] = None,
+    model_cfg: Optional[Dict[str, Any]] = None,
+    *,
+    license: str = "mit",
+    source: str = "",
+    description: str = "",
+    tags: tuple = ("clip", "remote-sensing", "farslip"),
+) -> Path:
+    """Write ``model`` as an open_clip Hub folder and return its path."""
+    from open_clip.push_to_hf_hub import generate_readme
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = _model_cfg_for(model, arch, model_cfg)
+    pp = _preprocess_cfg(model)
+    with open(out / "open_clip_config.json", "w", encoding="utf-8") as f:
+        json.dump({"model_cfg": cfg, "preprocess_cfg": pp}, f, indent=2)
+    sd = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_file(sd, str(out / "open_clip_model.safetensors"), metadata={"format": "pt"})
+    name = arch or out.name
+    card = {
+        "tags": list(tags),
+        "license": license,
+        "description": description or f"{name} exported by farslip_ext for stock open_clip.",
+        "details": {
+            "Architecture": name,
+            "Source": source or "unspecified",
+            "License": license,
+            "Text context length": cfg["text_cfg"].get("context_length", 77),
+            "QuickGELU": bool(cfg.get("quick_gelu", False)),
+            "Preprocessing": pp,
+        },
+        "usage": (
+            "```python\nimport open_clip\n"
+            f"model, _, preprocess = open_clip.create_model_and_transforms('local-dir:{out.name}')\n"
+            f"tokenizer = open_clip.get_tokenizer('local-dir:{out.name}')\n```\n"
+        ),
+    }
+    (out / "README.md").write_text(generate_readme(card, name), encoding="utf-8")
+    return out

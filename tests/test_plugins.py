@@ -1,0 +1,93 @@
+"""pluggy plugins: hook validation, built-ins through the same hooks, entry-point discovery."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pluggy
+import pytest
+
+from farslip_ext import hookimpl
+from farslip_ext.plugins import builtin, new_plugin_manager
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_builtin_plugin_is_registered_through_the_hooks():
+    pm = new_plugin_manager(autoload=False)
+    assert pm.get_plugin("builtin") is builtin
+    paths = [p for ps in pm.hook.farslip_model_config_paths() for p in ps]
+    assert any(Path(p).name == "model_configs" for p in paths)
+    tables = pm.hook.farslip_pretrained_cfgs()
+    assert any("farslip-vitb16" in t for t in tables)
+
+
+def test_misspelled_hook_is_an_error():
+    class Typo:
+        @hookimpl
+        def farslip_register_component(self, registries):  # missing trailing "s"
+            pass
+
+    pm = new_plugin_manager(autoload=False)
+    pm.register(Typo())
+    with pytest.raises(pluggy.PluginValidationError, match="farslip_register_component"):
+        pm.check_pending()
+
+
+def test_wrong_hook_arguments_are_an_error():
+    class BadArgs:
+        @hookimpl
+        def farslip_register_components(self, registry_map):
+            pass
+
+    pm = new_plugin_manager(autoload=False)
+    with pytest.raises(pluggy.PluginValidationError):
+        pm.register(BadArgs())
+
+
+@pytest.fixture(scope="module")
+def example_plugin_site(tmp_path_factory):
+    """The example plugin really installed (pip, entry points in its dist-info) into a target dir."""
+    target = tmp_path_factory.mktemp("site")
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target",
+         str(target), str(REPO / "examples" / "farslip_example_plugin")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return target
+
+
+_PROBE = textwrap.dedent("""
+    import json, open_clip, farslip_ext, torch
+    from farslip_ext.registry import LOSSES
+    res = {'before': 'farslip-example-tiny' in open_clip.list_models()}
+    try:
+        loss = LOSSES.build(dict(type='ExampleScaledL2Loss', loss_weight=2.0))
+        res['loss'] = float(loss(torch.ones(2), torch.zeros(2))['example_l2_loss'])
+    except KeyError as e:
+        res['loss'] = 'KeyError'
+    res['after'] = 'farslip-example-tiny' in open_clip.list_models()
+    print(json.dumps(res))
+""")
+
+
+def _probe(site: Path, **env):
+    e = dict(os.environ, PYTHONPATH=str(site), **env)
+    out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=120, env=e)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_entry_point_plugin_is_discovered_lazily(example_plugin_site):
+    r = _probe(example_plugin_site)
+    assert r == {"before": False, "loss": 2.0, "after": True}
+
+
+def test_autoload_can_be_switched_off(example_plugin_site):
+    r = _probe(example_plugin_site, FARSLIP_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert r == {"before": False, "loss": "KeyError", "after": False}
