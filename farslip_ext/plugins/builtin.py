@@ -7,13 +7,22 @@ from typing import Any, Dict, List, Mapping
 
 from farslip_ext.plugins.hookspecs import hookimpl
 
-#: Modules whose import registers the built-in components (decorators at import time).
-COMPONENT_MODULES: List[str] = []
+#: Subpackages whose import registers the built-in components (``@REGISTRY.register_module()`` runs at
+#: import). Each subpackage's ``__init__`` imports its component modules.
+COMPONENT_PACKAGES: List[str] = [
+    "farslip_ext.models",
+    "farslip_ext.losses",
+    "farslip_ext.heads",
+    "farslip_ext.teachers",
+    "farslip_ext.data",
+    "farslip_ext.train",
+    "farslip_ext.evaluation",
+]
 
 
 @hookimpl
 def farslip_register_components(registries: Mapping[str, Any]) -> None:
-    for mod in COMPONENT_MODULES:
+    for mod in COMPONENT_PACKAGES:
         importlib.import_module(mod)
 
 
