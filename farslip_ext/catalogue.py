@@ -96,3 +96,12 @@ def pretrained_entry(arch: str, tag: str) -> PretrainedEntry:
     if tag not in tags:
         raise KeyError(f"unknown pretrained tag {tag!r} for {arch!r}; available tags: {sorted(tags)}")
     return tags[tag]
+
+
+def load_published_results() -> Dict[str, Any]:
+    """The paper's published tables (``registry/published_results.json``):
+    ``{"ovss_miou" | "zeroshot_top1" | "retrieval_mean_recall": {backbone: {method: {dataset: value}}}}``.
+    Backbones are ``"B/16"``/``"B/32"``; FarSLIP rows are ``FarSLIP1``/``FarSLIP2`` (OVSS) and
+    ``FarSLIP-s1``/``FarSLIP-s2`` (classification, retrieval), as printed in the paper."""
+    with open(catalogue_dir() / "published_results.json", "r", encoding="utf-8") as f:
+        return json.load(f)
