@@ -247,6 +247,9 @@ def create_model(model_name: str, pretrained: Optional[str] = None, *, cache_dir
     model = open_clip.create_model(model_name, pretrained=None, **kwargs)
     # strict=True: any missing or unexpected key raises, naming the keys.
     model.load_state_dict(sd, strict=True)
+    from farslip_ext.models.quickgelu import warn_if_not_quick_gelu
+
+    warn_if_not_quick_gelu(model, f"{model_name}, pretrained={pretrained}")
     return model
 
 
