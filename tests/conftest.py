@@ -14,6 +14,11 @@ os.environ["HF_HUB_CACHE"] = os.path.join(_SESSION_TMP, "hf-empty-cache")
 import pytest  # noqa: E402
 
 import farslip_ext  # noqa: E402,F401
+from farslip_ext.plugins import ensure_components_registered  # noqa: E402
+
+# Register the built-in components once, before any test snapshots the registries: a test that
+# clears a registry must not lose the built-ins for the tests after it.
+ensure_components_registered()
 
 
 @pytest.fixture(autouse=True)
