@@ -102,6 +102,8 @@ def dense_forward(
     return_image_embed: bool = True,
     return_dense: bool = True,
     check_tower: bool = True,
+    embed_rows: Optional[Union[slice, torch.Tensor]] = None,
+    dense_rows: Optional[Union[slice, torch.Tensor]] = None,
 ) -> DenseOutput:
     """Image embedding and dense patch tokens from one trunk pass.
 
@@ -112,6 +114,9 @@ def dense_forward(
             ``"ClearCLIP"``, ``"NACLIP"``, ``"vanilla"``), a ``dict(type=...)`` config or an instance.
         ignore_residual: reference default True (the dense block has no residual and no FFN).
         return_image_embed / return_dense: skip the branch that is not needed.
+        embed_rows / dense_rows: compute a branch for these batch rows only (a slice or index tensor);
+            the trunk runs once for all rows. Used to encode global images and crops together when only
+            some of them need the image embedding or the dense tokens.
     """
     visual = _visual(model)
     if check_tower:
@@ -128,8 +133,14 @@ def dense_forward(
         x = _run_block(blk, x, use_ckpt)
 
     image_embed = None
+    bf_dim = 0 if batch_first else 1
+
+    def rows(t: torch.Tensor, sel) -> torch.Tensor:
+        return t if sel is None else t.index_select(bf_dim, sel) if isinstance(sel, torch.Tensor) else (
+            t[sel] if batch_first else t[:, sel])
+
     if return_image_embed:
-        x_last = _run_block(blocks[-1], x, use_ckpt)
+        x_last = _run_block(blocks[-1], rows(x, embed_rows), use_ckpt)
         if not batch_first:
             x_last = x_last.transpose(0, 1)
         pooled, _ = visual._pool(x_last)
@@ -137,7 +148,8 @@ def dense_forward(
 
     patch_tokens = cls_token = None
     if variant is not None:
-        xb = x.transpose(0, 1) if not batch_first else x
+        xs = rows(x, dense_rows)
+        xb = xs.transpose(0, 1) if not batch_first else xs
         dense = variant(blocks[-1], xb, grid)
         dense = visual.ln_post(dense)
         if visual.proj is not None:

@@ -137,25 +137,43 @@ class FarSLIPTask(nn.Module):
         return losses, report
 
     def _run_groups(self, model: nn.Module, groups) -> Dict[str, Any]:
-        """Encode every group of images; groups with the same needs share one batched call."""
+        """Encode every group ``(name, images, need_embed, need_dense)``.
+
+        Fused (default): the trunk runs ONCE over all images; the normal last block runs only on the rows
+        that need the image embedding and the dense block only on the rows that need dense tokens.
+        """
         out: Dict[str, Any] = {}
-        pending = [g for g in groups if g[1].shape[0] > 0 and (g[2] or g[3])]
-        while pending:
-            name, imgs, ne, nd = pending[0]
-            same = [g for g in pending if (g[2], g[3]) == (ne, nd)] if self.fuse else [pending[0]]
-            cat = torch.cat([g[1] for g in same]) if len(same) > 1 else imgs
-            emb, patches, grid = self._encode(model, cat, ne, nd)
-            start = 0
-            for gname, gimgs, _, _ in same:
-                n = gimgs.shape[0]
-                out[f"{gname}_embed"] = emb[start:start + n] if emb is not None else None
-                out[f"{gname}_patches"] = patches[start:start + n] if patches is not None else None
-                out[f"{gname}_grid"] = grid
-                start += n
-            pending = [g for g in pending if g not in same]
-        for name, imgs, _, _ in groups:  # empty groups
-            out.setdefault(f"{name}_embed", None)
-            out.setdefault(f"{name}_patches", None)
+        for name, _, _, _ in groups:
+            out[f"{name}_embed"] = out[f"{name}_patches"] = out[f"{name}_grid"] = None
+        live = [g for g in groups if g[1].shape[0] > 0 and (g[2] or g[3])]
+        if not live:
+            return out
+        if not self.fuse or len(live) == 1:
+            for name, imgs, ne, nd in live:
+                emb, patches, grid = self._encode(model, imgs, ne, nd)
+                out.update({f"{name}_embed": emb, f"{name}_patches": patches, f"{name}_grid": grid})
+            return out
+        images = torch.cat([g[1] for g in live])
+        dev = images.device
+        spans, start = [], 0
+        for g in live:
+            spans.append((start, start + g[1].shape[0]))
+            start += g[1].shape[0]
+        e_idx = [torch.arange(a, b, device=dev) for (a, b), g in zip(spans, live) if g[2]]
+        d_idx = [torch.arange(a, b, device=dev) for (a, b), g in zip(spans, live) if g[3]]
+        res = dense_forward(model, images, self.attn, return_image_embed=bool(e_idx), return_dense=bool(d_idx),
+                            embed_rows=torch.cat(e_idx) if e_idx else None,
+                            dense_rows=torch.cat(d_idx) if d_idx else None, check_tower=False)
+        e_off = d_off = 0
+        for (a, b), (name, _, ne, nd) in zip(spans, live):
+            n = b - a
+            if ne:
+                out[f"{name}_embed"] = res.image_embed[e_off:e_off + n]
+                e_off += n
+            if nd:
+                out[f"{name}_patches"] = res.patch_tokens[d_off:d_off + n]
+                out[f"{name}_grid"] = res.grid
+                d_off += n
         return out
 
     def _region_loss(self, batch: Dict[str, Any], feats: Dict[str, Any], logit_scale: torch.Tensor):

@@ -1,0 +1,179 @@
+"""Training throughput: our FarSLIP step vs a reference-style step, side by side in one run.
+
+    .venv/bin/python benchmarks/train_throughput.py --arch farslip-test-tiny --stages 1,2 --batch 8
+    .venv/bin/python benchmarks/train_throughput.py --arch ViT-B-16-quickgelu --batch 2 --steps 2   # CPU: slow
+
+Paths (each one full training step: forward, backward, optimizer step):
+
+* ``reference``: how the official code executes (farslip-method.md §1.2, §2.4, §7.18): separate encoder
+  calls for the global images and for the crops, dense maps computed for every image even when no loss
+  uses them (stage 2), a per-parameter ("for") AdamW, fp16 autocast with a GradScaler on GPU (fp32 on
+  CPU, where fp16 autocast is not a reference configuration);
+* ``ours``: :class:`farslip_ext.train.task.FarSLIPTask` (one batched encoder call, only declared features),
+  fused AdamW, bf16 autocast (``--precision``), optional ``--compile`` / ``--grad-ckpt``.
+
+Prints JSON lines: step time (median), samples/s, peak memory, FLOPs per sample (fwd+bwd counted by
+torch's FlopCounterMode), achieved FLOP/s and the fraction of the machine's matmul peak measured in the
+same run (fp32 and bf16), and ``speedup_vs_reference``. Times are never asserted anywhere.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+from typing import Any, Dict, List
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import count_flops, emit, machine, matmul_peak, median_time  # noqa: E402
+
+import open_clip  # noqa: E402
+
+import farslip_ext  # noqa: E402,F401
+from farslip_ext.models.dense import dense_forward  # noqa: E402
+from farslip_ext.registry import LOSSES, TASKS  # noqa: E402
+from farslip_ext.train.optim import build_optimizer  # noqa: E402
+
+
+def make_batch(stage: int, b: int, k: int, size: int, ctx: int, seed: int = 0) -> Dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    tok = lambda *shape: torch.randint(1, 49000, (*shape, ctx), generator=g).clamp_max(49406)  # noqa: E731
+    batch = {"global_image": torch.randn(b, 3, size, size, generator=g), "global_text": tok(b)}
+    batch["global_text"][:, -1] = 49407  # an EOT token for argmax pooling
+    boxes = torch.tensor([0.1, 0.1, 0.6, 0.7, 1.0]).repeat(b, k, 1)
+    if stage == 1:
+        batch["subset_images"] = torch.randn(b, k, 3, size, size, generator=g)
+        batch["subset_boxes"] = boxes
+    else:
+        batch["local_images"] = torch.randn(b, k, 3, size, size, generator=g)
+        batch["local_texts"] = tok(b, k)
+        batch["local_texts"][..., -1] = 49407
+        batch["local_categories"] = torch.randint(0, 5, (b, k), generator=g)
+        batch["boxes"] = boxes
+    return batch
+
+
+def task_config(stage: int) -> Dict[str, Any]:
+    if stage == 1:
+        return dict(type="FarSLIPTask", losses=dict(global_itc=dict(type="GlobalITCLoss"),
+                                                    distill=dict(type="PatchDistillLoss", align="roi2pooled")))
+    return dict(type="FarSLIPTask", region_head=dict(type="CropClsHead"),
+                losses=dict(global_itc=dict(type="GlobalITCLoss"), region=dict(type="RegionCategoryLoss")))
+
+
+class ReferenceStyleStep:
+    """The official code's execution path, for comparison (same losses, same maths)."""
+
+    def __init__(self, model: torch.nn.Module, stage: int) -> None:
+        self.model, self.stage = model, stage
+        self.itc = LOSSES.build(dict(type="GlobalITCLoss"))
+        self.distill = LOSSES.build(dict(type="PatchDistillLoss", align="roi2pooled"))
+        self.region = LOSSES.build(dict(type="RegionCategoryLoss"))
+
+    def losses(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        m = self.model
+        g = dense_forward(m, batch["global_image"], "SegEarth")  # dense map always computed
+        txt = F.normalize(m.encode_text(batch["global_text"]), dim=-1)
+        scale = m.logit_scale.exp()
+        out = dict(self.itc(F.normalize(g.image_embed, dim=-1), txt, scale))
+        if self.stage == 1:
+            boxes = batch["subset_boxes"]
+            crops = batch["subset_images"][boxes[..., 4] > 0.5]
+            c = dense_forward(m, crops, "SegEarth")  # a separate call for the crops
+            out.update(self.distill(g.patch_tokens, g.grid, boxes, crop_patches=c.patch_tokens))
+        else:
+            boxes = batch["boxes"]
+            valid = boxes[..., 4] > 0.5
+            c = dense_forward(m, batch["local_images"][valid], "SegEarth")  # dense map unused by the CLS head
+            region = F.normalize(c.image_embed, dim=-1)
+            t = F.normalize(m.encode_text(batch["local_texts"][valid]), dim=-1)
+            out.update(self.region(region, t, scale, labels=batch["local_categories"][valid]))
+        return out
+
+
+def build(arch: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return open_clip.create_model(arch)
+
+
+def run_path(name: str, arch: str, stage: int, batch: Dict[str, torch.Tensor], device: str, precision: str,
+             steps: int, compile_: bool, grad_ckpt: bool, peaks: Dict[str, float]) -> Dict[str, Any]:
+    model = build(arch).to(device).train()
+    if grad_ckpt:
+        model.set_grad_checkpointing(True)
+    batch = {k: v.to(device) for k, v in batch.items()}
+    if name == "reference":
+        fwd = ReferenceStyleStep(model, stage).losses
+        opt = build_optimizer(model, lr=1e-6, weight_decay=1.0, impl="for")
+    else:
+        task = TASKS.build(task_config(stage), default_args=dict(model=model))
+        fwd = (lambda b: task(b)[0])
+        if compile_:
+            fwd = torch.compile(fwd)
+        opt = build_optimizer(model, lr=1e-6, weight_decay=1.0, impl="fused")
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    scaler = torch.amp.GradScaler(device, enabled=dtype == torch.float16)
+
+    def step() -> float:
+        with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
+            losses = fwd(batch)
+        total = sum(v for k, v in losses.items() if k.endswith("_loss"))
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(total).backward()
+        scaler.step(opt)
+        scaler.update()
+        return float(total.detach())
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = median_time(step, repeats=steps, warmup=1)
+    mem = (torch.cuda.max_memory_allocated() if device == "cuda"
+           else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) * 1024)
+    flops = count_flops(step)
+    b = batch["global_image"].shape[0]
+    peak = peaks["bf16" if dtype == torch.bfloat16 else "fp32"]
+    return {"path": name, "arch": arch, "stage": stage, "precision": precision, "batch": b,
+            "step_s": round(t, 4), "samples_per_s": round(b / t, 2), "peak_mem_mb": round(mem / 2 ** 20, 1),
+            "gflops_per_sample": round(flops / b / 1e9, 3), "achieved_gflops": round(flops / t / 1e9, 1),
+            "fraction_of_peak": round(flops / t / peak, 3), "compile": compile_, "grad_ckpt": grad_ckpt}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="farslip-test-tiny")
+    p.add_argument("--stages", default="1,2")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crops", type=int, default=4)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--precision", default=None, help="ours: bf16 (default), fp32 or fp16")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--grad-ckpt", action="store_true")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args()
+    dev = args.device
+    peaks = {"fp32": matmul_peak(torch.float32, device=dev), "bf16": matmul_peak(torch.bfloat16, device=dev)}
+    emit({"bench": "train_throughput", "machine": machine(), "matmul_peak_gflops":
+          {k: round(v / 1e9, 1) for k, v in peaks.items()}})
+    model = build(args.arch)
+    size, ctx = model.visual.image_size[0], model.context_length
+    del model
+    results: List[Dict[str, Any]] = []
+    for stage in [int(s) for s in args.stages.split(",")]:
+        batch = make_batch(stage, args.batch, args.crops, size, ctx)
+        ref_prec = "fp16" if dev == "cuda" else "fp32"
+        ours_prec = args.precision or "bf16"
+        ref = run_path("reference", args.arch, stage, batch, dev, ref_prec, args.steps, False, False, peaks)
+        emit(ref)
+        for prec in dict.fromkeys(["fp32", ours_prec]):
+            r = run_path("ours", args.arch, stage, batch, dev, prec, args.steps, args.compile, args.grad_ckpt, peaks)
+            r["speedup_vs_reference"] = round(ref["step_s"] / r["step_s"], 3)
+            emit(r)
+            results.append(r)
+
+
+if __name__ == "__main__":
+    main()
