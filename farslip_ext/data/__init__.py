@@ -1,1 +1,70 @@
-"""(filled by its issue)"""
+"""FarSLIP data: transforms, datasets, collate and synthetic data (farslip-method.md §1.1, §2.1, §3).
+
+Importing this package registers the transforms (``TRANSFORMS``: ``MultiCropTransform``,
+``Stage2TrainTransform``, ``SquashTransform``, ``EvalTransform``, ``RegionCropper``,
+``FarSLIPCollate``) and datasets (``DATASETS``: ``RS5MWebDataset``, ``MGRSJsonDataset``,
+``SkyScriptCsvDataset``, ``ImageTextDataset``). ``webdataset`` (a training extra) is imported only
+when RS5M shards are read or written. See docs/data.md.
+"""
+from __future__ import annotations
+
+from farslip_ext.data import synthetic
+from farslip_ext.data.collate import (
+    PAIR_KEYS,
+    STAGE1_KEYS,
+    STAGE2_KEYS,
+    FarSLIPCollate,
+    build_tokenizer,
+    collate_farslip,
+)
+from farslip_ext.data.datasets import (
+    BBox,
+    ImageTextDataset,
+    MGRSJsonDataset,
+    SkipSample,
+    SkyScriptCsvDataset,
+    load_image,
+    parse_bbox,
+    read_classnames,
+)
+from farslip_ext.data.rs5m import RS5MWebDataset, expand_shard_urls
+from farslip_ext.data.transforms import (
+    OPENAI_MEAN,
+    OPENAI_STD,
+    REGION_PROMPT,
+    EvalTransform,
+    MultiCropTransform,
+    RegionCropper,
+    SquashTransform,
+    Stage2TrainTransform,
+    build_transform,
+)
+
+__all__ = [
+    "synthetic",
+    "PAIR_KEYS",
+    "STAGE1_KEYS",
+    "STAGE2_KEYS",
+    "FarSLIPCollate",
+    "build_tokenizer",
+    "collate_farslip",
+    "BBox",
+    "ImageTextDataset",
+    "MGRSJsonDataset",
+    "SkipSample",
+    "SkyScriptCsvDataset",
+    "load_image",
+    "parse_bbox",
+    "read_classnames",
+    "RS5MWebDataset",
+    "expand_shard_urls",
+    "OPENAI_MEAN",
+    "OPENAI_STD",
+    "REGION_PROMPT",
+    "EvalTransform",
+    "MultiCropTransform",
+    "RegionCropper",
+    "SquashTransform",
+    "Stage2TrainTransform",
+    "build_transform",
+]
