@@ -1,0 +1,1 @@
+"""Georeferenced imagery: streaming tiled segmentation of GeoTIFFs (rasterio)."""
