@@ -22,7 +22,7 @@ import argparse
 import os
 import resource
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import torch
 import torch.nn.functional as F
@@ -142,37 +142,67 @@ def run_path(name: str, arch: str, stage: int, batch: Dict[str, torch.Tensor], d
             "fraction_of_peak": round(flops / t / peak, 3), "compile": compile_, "grad_ckpt": grad_ckpt}
 
 
+def _one(spec: Dict[str, Any]) -> Dict[str, Any]:
+    dev = spec["device"]
+    peaks = spec["peaks"]
+    model = build(spec["arch"])
+    size, ctx = model.visual.image_size[0], model.context_length
+    del model
+    batch = make_batch(spec["stage"], spec["batch"], spec["crops"], size, ctx)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    r = run_path(spec["path"], spec["arch"], spec["stage"], batch, dev, spec["precision"], spec["steps"],
+                 spec["compile"], spec["grad_ckpt"], peaks)
+    r["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    r["rss_before_steps_mb"] = round(rss_before / 1024, 1)
+    r["crops"] = spec["crops"]
+    return r
+
+
 def main() -> None:
+    import json
+    import subprocess
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="farslip-test-tiny")
     p.add_argument("--stages", default="1,2")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--crops", type=int, default=4)
+    p.add_argument("--batch", default="8", help="comma list: the batch-size scaling sweep")
+    p.add_argument("--crops", default="4", help="comma list: crops per image (stage 1 sweep)")
     p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--precision", default=None, help="ours: bf16 (default), fp32 or fp16")
+    p.add_argument("--precision", default="bf16", help="ours: bf16 (default), fp32 or fp16")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--grad-ckpt", action="store_true")
+    p.add_argument("--no-reference", action="store_true")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one path in this process
     args = p.parse_args()
+    if args.one:
+        print(json.dumps(_one(json.loads(args.one))), flush=True)
+        return
     dev = args.device
     peaks = {"fp32": matmul_peak(torch.float32, device=dev), "bf16": matmul_peak(torch.bfloat16, device=dev)}
     emit({"bench": "train_throughput", "machine": machine(), "matmul_peak_gflops":
           {k: round(v / 1e9, 1) for k, v in peaks.items()}})
-    model = build(args.arch)
-    size, ctx = model.visual.image_size[0], model.context_length
-    del model
-    results: List[Dict[str, Any]] = []
+
+    def run(spec: Dict[str, Any]) -> Dict[str, Any]:
+        out = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr[-3000:])
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
     for stage in [int(s) for s in args.stages.split(",")]:
-        batch = make_batch(stage, args.batch, args.crops, size, ctx)
-        ref_prec = "fp16" if dev == "cuda" else "fp32"
-        ours_prec = args.precision or "bf16"
-        ref = run_path("reference", args.arch, stage, batch, dev, ref_prec, args.steps, False, False, peaks)
-        emit(ref)
-        for prec in dict.fromkeys(["fp32", ours_prec]):
-            r = run_path("ours", args.arch, stage, batch, dev, prec, args.steps, args.compile, args.grad_ckpt, peaks)
-            r["speedup_vs_reference"] = round(ref["step_s"] / r["step_s"], 3)
-            emit(r)
-            results.append(r)
+        for b in [int(x) for x in args.batch.split(",")]:
+            for k in [int(x) for x in args.crops.split(",")]:
+                base = dict(arch=args.arch, stage=stage, batch=b, crops=k, steps=args.steps, device=dev, peaks=peaks,
+                            compile=False, grad_ckpt=False)
+                ref = None
+                if not args.no_reference:
+                    ref = run(dict(base, path="reference", precision="fp16" if dev == "cuda" else "fp32"))
+                    emit(ref)
+                for prec in dict.fromkeys(["fp32", args.precision]):
+                    r = run(dict(base, path="ours", precision=prec, compile=args.compile, grad_ckpt=args.grad_ckpt))
+                    if ref is not None:
+                        r["speedup_vs_reference"] = round(ref["step_s"] / r["step_s"], 3)
+                    emit(r)
 
 
 if __name__ == "__main__":

@@ -48,3 +48,8 @@ def test_non_editable_install_into_fresh_venv(tmp_path):
     assert r["loaded"] == "farslip_ext.plugins.builtin"
     assert set(r["models"]) >= {"farslip-vitb16", "farslip-vitb32"}
     assert (venv / "bin" / "farslip").exists()
+    pkg = site / "farslip_ext"
+    for rel in ("_registry_data/classnames/cls_loveda.txt", "_registry_data/published_results.json",
+                "segmentation/configs/_base_/farslip_ovss.py", "segmentation/configs/loveda.py",
+                "train/recipes/stage1.py", "assets/selfcheck_scene.png"):
+        assert (pkg / rel).is_file(), rel
