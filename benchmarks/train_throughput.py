@@ -142,6 +142,22 @@ def run_path(name: str, arch: str, stage: int, batch: Dict[str, torch.Tensor], d
             "fraction_of_peak": round(flops / t / peak, 3), "compile": compile_, "grad_ckpt": grad_ckpt}
 
 
+def loss_drift(arch: str, stage: int, batch: Dict[str, torch.Tensor], device: str, precision: str) -> Dict[str, Any]:
+    """Total and per-term loss under ``precision`` autocast vs fp32, same weights and batch (one forward)."""
+    model = build(arch).to(device)
+    task = TASKS.build(task_config(stage), default_args=dict(model=model))
+    batch = {k: v.to(device) for k, v in batch.items()}
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    with torch.no_grad():
+        ref = task(batch)[0]
+        with torch.autocast(device, dtype=dtype):
+            low = task(batch)[0]
+    return {"case": "loss_drift", "arch": arch, "stage": stage, "precision": precision,
+            **{f"{k}_fp32": round(float(ref[k]), 6) for k in ref},
+            **{f"{k}_rel_drift": float(f"{abs(float(low[k]) - float(ref[k])) / max(abs(float(ref[k])), 1e-12):.2e}")
+               for k in ref}}
+
+
 def _one(spec: Dict[str, Any]) -> Dict[str, Any]:
     dev = spec["device"]
     peaks = spec["peaks"]
@@ -176,7 +192,13 @@ def main() -> None:
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one path in this process
     args = p.parse_args()
     if args.one:
-        print(json.dumps(_one(json.loads(args.one))), flush=True)
+        spec = json.loads(args.one)
+        if spec.get("path") == "drift":
+            model = build(spec["arch"])
+            b = make_batch(spec["stage"], spec["batch"], spec["crops"], model.visual.image_size[0], model.context_length)
+            print(json.dumps(loss_drift(spec["arch"], spec["stage"], b, spec["device"], spec["precision"])), flush=True)
+        else:
+            print(json.dumps(_one(spec)), flush=True)
         return
     dev = args.device
     peaks = {"fp32": matmul_peak(torch.float32, device=dev), "bf16": matmul_peak(torch.bfloat16, device=dev)}
@@ -190,6 +212,9 @@ def main() -> None:
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     for stage in [int(s) for s in args.stages.split(",")]:
+        if args.precision != "fp32":
+            emit(run(dict(path="drift", arch=args.arch, stage=stage, batch=int(args.batch.split(",")[0]),
+                          crops=int(args.crops.split(",")[0]), device=dev, precision=args.precision)))
         for b in [int(x) for x in args.batch.split(",")]:
             for k in [int(x) for x in args.crops.split(",")]:
                 base = dict(arch=args.arch, stage=stage, batch=b, crops=k, steps=args.steps, device=dev, peaks=peaks,
