@@ -19,13 +19,10 @@ def _pretrained(args: argparse.Namespace) -> Optional[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import contextlib
     import logging
 
+    import farslip_ext.segmentation  # noqa: F401  (registers FarSLIPSeg; keeps mmseg's import chatter off stdout)
     from farslip_ext.geo import segment_raster
-
-    with contextlib.redirect_stdout(sys.stderr):  # mmseg prints "Could not import OneDL" on import; keep stdout JSON
-        import farslip_ext.segmentation  # noqa: F401
 
     pretrained = _pretrained(args)
     if pretrained is None and not args.model.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt")) \

@@ -12,9 +12,14 @@ extra import. ``import farslip_ext`` alone never imports this package (nor mmseg
 """
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
-from farslip_ext.segmentation import datasets, hooks, segmentor, transforms  # noqa: F401  (registration)
+# mmseg prints an informational "Could not import OneDL" to stdout at import; keep stdout clean for the
+# JSON that the farslip commands print.
+with contextlib.redirect_stdout(sys.stderr):
+    from farslip_ext.segmentation import datasets, hooks, segmentor, transforms  # noqa: F401  (registration)
 from farslip_ext.segmentation.benchmarks import BENCHMARK_ORDER, BENCHMARKS, Benchmark, get_benchmark
 from farslip_ext.segmentation.classnames import ClassNames, load_class_names
 from farslip_ext.segmentation.datasets import OpenEarthMapDataset, UAVidDataset, UDD5Dataset, VDDDataset
