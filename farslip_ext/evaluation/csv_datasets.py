@@ -221,11 +221,10 @@ def _missing_images_error(csv_file: Path, missing: List[Tuple[int, str, str]], n
 
 def load_image(path: str) -> Any:
     """An RGB PIL image; a file that cannot be decoded is an error naming it."""
-    from PIL import Image
+    from farslip_ext.data.datasets import load_image as _load_rgb
 
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
+        return _load_rgb(path)
     except FileNotFoundError:
         raise
     except Exception as e:  # PIL raises several types for broken files

@@ -14,6 +14,8 @@ from typing import Any, Callable, ContextManager, Optional, Union
 
 import torch
 
+from farslip_ext.devices import resolve_device  # noqa: F401  (re-exported)
+
 __all__ = ["PRECISIONS", "LoadedModel", "load_model", "resolve_device", "autocast_context"]
 
 logger = logging.getLogger(__name__)
@@ -37,16 +39,6 @@ class LoadedModel:
 
     def autocast(self) -> ContextManager:
         return autocast_context(self.device, self.precision)
-
-
-def resolve_device(device: Union[None, str, torch.device] = None) -> torch.device:
-    """``None``/``"auto"``: CUDA when available, else CPU. A CUDA request without CUDA is an error."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {str(device)!r} requested but CUDA is not available; use --device cpu")
-    return dev
 
 
 def autocast_context(device: Union[str, torch.device], precision: str = "amp") -> ContextManager:

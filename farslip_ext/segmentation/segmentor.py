@@ -30,6 +30,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from torch import Tensor, nn
 
+from farslip_ext.devices import resolve_device
 from farslip_ext.models import build_dense_attention, dense_forward
 from farslip_ext.models.dense_attn import check_supported_tower
 from farslip_ext.segmentation.classnames import ClassNames, load_class_names
@@ -167,15 +168,6 @@ def load_clip(model: str, pretrained: Optional[str] = None, *, precision: str = 
     return net, tokenizer
 
 
-def _resolve_device(device: Union[None, str, torch.device]) -> torch.device:
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={str(device)!r} but CUDA is not available here; use device='cpu' or 'auto'")
-    return dev
-
-
 def _rescale_long_side(h: int, w: int, long_side: int) -> Tuple[int, int]:
     """mmcv ``Resize(scale=(L, L), keep_ratio=True)``: scale = min(L/long, L/short) = L/long; round half up."""
     scale = min(long_side / max(h, w), long_side / min(h, w))
@@ -292,7 +284,7 @@ class FarSLIPSeg(BaseSegmentor):
         if int(window_batch_size) < 1:
             raise ValueError(f"window_batch_size={window_batch_size!r} must be >= 1")
         template_fns = resolve_templates(templates)
-        dev = _resolve_device(device)
+        dev = resolve_device(device)
         if precision == "auto":
             precision = "fp16" if dev.type == "cuda" else "fp32"
         elif dev.type != "cuda" and precision in ("fp16", "bf16", "amp", "amp_bf16"):
