@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -175,6 +176,25 @@ def _install_tags(table: Dict[str, Dict[str, Dict[str, Any]]]) -> None:
                 oc_pretrained._PRETRAINED.setdefault(arch, {})[clean] = _FarSLIPTagCfg(entry)
 
 
+#: Weights shipped inside the package (no download): ``{arch: {tag: path relative to farslip_ext/}}``.
+#: Registered as plain open_clip tags whose ``file`` is the packaged path, so
+#: ``open_clip.create_model("farslip-demo-tiny", pretrained="demo")`` loads them with open_clip's own
+#: strict loader (and ``farslip_ext.create_model`` passes the tag through to it).
+PACKAGED_WEIGHTS: Dict[str, Dict[str, str]] = {"farslip-demo-tiny": {"demo": "assets/demo_clip.safetensors"}}
+
+
+def _install_packaged_tags() -> None:
+    from open_clip import pretrained as oc_pretrained
+
+    root = Path(__file__).resolve().parent
+    for arch, tags in PACKAGED_WEIGHTS.items():
+        for tag, rel in tags.items():
+            oc_pretrained._PRETRAINED.setdefault(arch, {})[tag] = dict(
+                file=str(root / rel), url="", hf_hub="", mean=open_clip.OPENAI_DATASET_MEAN,
+                std=open_clip.OPENAI_DATASET_STD, interpolation="bicubic", resize_mode="shortest", quick_gelu=True,
+                license="mit")
+
+
 def apply_plugin_catalogues(pm: Any) -> None:
     """Add the model configs and pretrained tags of every plugin in ``pm`` (idempotent)."""
     for paths in pm.hook.farslip_model_config_paths():
@@ -202,6 +222,7 @@ def setup(load_plugins: bool = False) -> None:
             for p in builtin.farslip_model_config_paths():
                 add_model_config_path(p)
             _install_tags(builtin.farslip_pretrained_cfgs())
+            _install_packaged_tags()
             _SETUP_DONE = True
         if load_plugins:
             from farslip_ext.plugins import ensure_components_registered
@@ -229,6 +250,23 @@ def _weights_source(arch: str, pretrained: Optional[str], cache_dir: Optional[Un
     return None, None, pretrained
 
 
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Model initialized randomly" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_random_init_warning():
+    """open_clip logs 'No pretrained weights loaded ... initialized randomly' for a model we fill next."""
+    flt = _DropRandomInitWarning()
+    root = logging.getLogger()
+    root.addFilter(flt)
+    try:
+        yield
+    finally:
+        root.removeFilter(flt)
+
+
 def create_model(model_name: str, pretrained: Optional[str] = None, *, cache_dir: Optional[Union[str, Path]] = None,
                  **kwargs: Any) -> torch.nn.Module:
     """``open_clip.create_model`` that also understands every FarSLIP checkpoint container.
@@ -244,7 +282,8 @@ def create_model(model_name: str, pretrained: Optional[str] = None, *, cache_dir
         return open_clip.create_model(model_name, pretrained=passthrough, cache_dir=cache_dir, **kwargs)
     if ctx is not None and ctx != _arch_context_length(model_name):
         kwargs.setdefault("force_context_length", ctx)
-    model = open_clip.create_model(model_name, pretrained=None, **kwargs)
+    with _quiet_random_init_warning():  # the weights are loaded right below
+        model = open_clip.create_model(model_name, pretrained=None, **kwargs)
     # strict=True: any missing or unexpected key raises, naming the keys.
     model.load_state_dict(sd, strict=True)
     from farslip_ext.models.quickgelu import warn_if_not_quick_gelu

@@ -51,5 +51,6 @@ def test_non_editable_install_into_fresh_venv(tmp_path):
     pkg = site / "farslip_ext"
     for rel in ("_registry_data/classnames/cls_loveda.txt", "_registry_data/published_results.json",
                 "segmentation/configs/_base_/farslip_ovss.py", "segmentation/configs/loveda.py",
-                "train/recipes/stage1.py", "assets/selfcheck_scene.png"):
+                "train/recipes/stage1.py", "assets/selfcheck_scene.png", "assets/demo_clip.safetensors",
+                "_registry_data/model_configs/farslip-demo-tiny.json"):
         assert (pkg / rel).is_file(), rel

@@ -1,4 +1,4 @@
-"""``farslip selfcheck`` (and, until the full demo lands, ``farslip demo``)."""
+"""``farslip selfcheck``: build a model and run one forward pass on the embedded image."""
 from __future__ import annotations
 
 import argparse
@@ -13,10 +13,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    for name, help_ in (("demo", "the main job on the embedded default (currently: the self-check)"),
-                        ("selfcheck", "build a model and run one forward pass on the embedded image")):
-        s = sub.add_parser(name, help=help_)
-        s.add_argument("--model", default="farslip-vitb16")
-        s.add_argument("--pretrained", default=None, help="tag (s1, s2) or checkpoint path; default: random init")
-        s.add_argument("--device", default="cpu")
-        s.set_defaults(func=_run)
+    s = sub.add_parser("selfcheck", help="build a model and run one forward pass on the embedded image")
+    s.add_argument("--model", default="farslip-vitb16")
+    s.add_argument("--pretrained", default=None, help="tag (s1, s2) or checkpoint path; default: random init")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=_run)
