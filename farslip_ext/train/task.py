@@ -122,17 +122,16 @@ class FarSLIPTask(nn.Module):
         logit_scale = model.logit_scale.exp()
         losses: Dict[str, torch.Tensor] = {}
         report: Dict[str, float] = {"logit_scale": float(logit_scale.detach())}
+        g_txt, r_txt = self._encode_texts(batch)
         if "global_itc" in self.losses:
-            txt = model.encode_text(batch["global_text"])
-            losses.update(self.losses["global_itc"](F.normalize(feats["g_embed"], dim=-1), F.normalize(txt, dim=-1),
-                                                    logit_scale))
+            losses.update(self.losses["global_itc"](F.normalize(feats["g_embed"], dim=-1), g_txt, logit_scale))
         if "distill" in self.losses:
             losses.update(self.losses["distill"](
                 global_patches=feats["g_patches"], grid=feats["g_grid"], boxes=batch["subset_boxes"],
                 crop_patches=feats.get("d_patches"), crop_pooled=feats.get("d_embed")))
             report["distill_crops"] = float(d_crops.shape[0])
         if "region" in self.losses:
-            losses.update(self._region_loss(batch, feats, logit_scale))
+            losses.update(self._region_loss(batch, feats, r_txt, logit_scale))
         report["batch_size"] = float(b)
         return losses, report
 
@@ -176,17 +175,31 @@ class FarSLIPTask(nn.Module):
                 d_off += n
         return out
 
-    def _region_loss(self, batch: Dict[str, Any], feats: Dict[str, Any], logit_scale: torch.Tensor):
+    def _encode_texts(self, batch: Dict[str, Any]) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """Normalised caption and region-prompt embeddings, in ONE text-encoder call when both are needed."""
+        parts = []
+        if "global_itc" in self.losses:
+            parts.append(batch["global_text"])
+        if "region" in self.losses:
+            parts.append(batch["local_texts"][_valid_rows(batch["boxes"])])
+        if not parts:
+            return None, None
+        sizes = [p.shape[0] for p in parts]
+        txt = torch.cat(parts) if len(parts) > 1 else parts[0]
+        emb = F.normalize(self.model.encode_text(txt), dim=-1) if txt.shape[0] else None
+        chunks = list(emb.split(sizes)) if emb is not None else [None] * len(parts)
+        g = chunks.pop(0) if "global_itc" in self.losses else None
+        r = chunks.pop(0) if "region" in self.losses else None
+        return g, r
+
+    def _region_loss(self, batch: Dict[str, Any], feats: Dict[str, Any], txt: Optional[torch.Tensor],
+                     logit_scale: torch.Tensor):
         boxes = batch["boxes"]
-        valid = _valid_rows(boxes)
-        texts = batch["local_texts"][valid]
-        labels = batch["local_categories"][valid]
+        labels = batch["local_categories"][_valid_rows(boxes)]
         region = self.region_head(crop_pooled=feats.get("r_embed"), crop_patches=feats.get("r_patches"),
                                   global_patches=feats.get("g_patches"), grid=feats.get("g_grid"), boxes=boxes)
-        if texts.shape[0] == 0:
+        if txt is None:
             txt = region.new_zeros(0, region.shape[-1])
-        else:
-            txt = F.normalize(self.model.encode_text(texts), dim=-1)
         return self.losses["region"](region, txt, logit_scale, labels=labels)
 
     # ---- hooks for the loop ------------------------------------------------------------------------
