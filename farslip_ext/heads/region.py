@@ -12,7 +12,7 @@ skip computing the others (the reference computes dense maps it never uses, §7.
 from __future__ import annotations
 
 import logging
-from typing import ClassVar, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -32,13 +32,16 @@ FEATURE_NAMES: Tuple[str, ...] = ("crop_pooled", "crop_patches", "global_patches
 class RegionHead(nn.Module):
     """Base class: ``forward(**features) -> (M, D)`` L2-normalised region features (§2.2).
 
-    Subclasses set ``required_features``. All heads accept the same keyword arguments, so a task can
-    call ``head(**features)`` with whatever it computed.
+    All heads accept the same keyword arguments, so a task can call ``head(**features)`` with whatever
+    it computed. A subclass sets ``required_features`` (checked here, with a clear error when one is
+    missing) and implements :meth:`features`, which receives the same keywords.
     """
 
     required_features: ClassVar[Tuple[str, ...]] = ()
+    #: extra inputs (beyond ``required_features``) a head cannot work without
+    required_args: ClassVar[Tuple[str, ...]] = ()
 
-    def forward(  # noqa: D102 - documented on the subclasses
+    def forward(
         self,
         *,
         crop_pooled: Optional[torch.Tensor] = None,
@@ -47,12 +50,15 @@ class RegionHead(nn.Module):
         grid: Optional[Sequence[int]] = None,
         boxes: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        raise NotImplementedError
-
-    def _need(self, **given: Optional[object]) -> None:
-        missing = [k for k, v in given.items() if v is None]
+        given = dict(crop_pooled=crop_pooled, crop_patches=crop_patches, global_patches=global_patches, grid=grid,
+                     boxes=boxes)
+        missing = [k for k in self.required_features + self.required_args if given[k] is None]
         if missing:
             raise ValueError(f"{type(self).__name__} needs {missing} (required_features={self.required_features})")
+        return self.features(**given)
+
+    def features(self, **given: Any) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def _check_boxes(self, feats: torch.Tensor, boxes: Optional[torch.Tensor], name: str) -> None:
         if boxes is not None:
@@ -71,17 +77,8 @@ class CropClsHead(RegionHead):
 
     required_features: ClassVar[Tuple[str, ...]] = ("crop_pooled",)
 
-    def forward(
-        self,
-        *,
-        crop_pooled: Optional[torch.Tensor] = None,
-        crop_patches: Optional[torch.Tensor] = None,
-        global_patches: Optional[torch.Tensor] = None,
-        grid: Optional[Sequence[int]] = None,
-        boxes: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
+    def features(self, *, crop_pooled, boxes=None, **_: Any) -> torch.Tensor:
         """Return ``normalize(crop_pooled)``; ``boxes`` (B, K, 5), if given, checks the row count."""
-        self._need(crop_pooled=crop_pooled)
         self._check_boxes(crop_pooled, boxes, "crop_pooled")
         return F.normalize(upcast(crop_pooled), dim=-1)
 
@@ -95,17 +92,8 @@ class CropPooledHead(RegionHead):
 
     required_features: ClassVar[Tuple[str, ...]] = ("crop_patches",)
 
-    def forward(
-        self,
-        *,
-        crop_pooled: Optional[torch.Tensor] = None,
-        crop_patches: Optional[torch.Tensor] = None,
-        global_patches: Optional[torch.Tensor] = None,
-        grid: Optional[Sequence[int]] = None,
-        boxes: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
+    def features(self, *, crop_patches, boxes=None, **_: Any) -> torch.Tensor:
         """Return ``normalize(crop_patches.mean(1))``."""
-        self._need(crop_patches=crop_patches)
         if crop_patches.dim() != 3:
             raise ValueError(f"crop_patches must be (M, N, D), got {tuple(crop_patches.shape)}")
         self._check_boxes(crop_patches, boxes, "crop_patches")
@@ -124,16 +112,8 @@ class RoIAlignHead(RegionHead):
     """
 
     required_features: ClassVar[Tuple[str, ...]] = ("global_patches",)
+    required_args: ClassVar[Tuple[str, ...]] = ("grid", "boxes")
 
-    def forward(
-        self,
-        *,
-        crop_pooled: Optional[torch.Tensor] = None,
-        crop_patches: Optional[torch.Tensor] = None,
-        global_patches: Optional[torch.Tensor] = None,
-        grid: Optional[Sequence[int]] = None,
-        boxes: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
+    def features(self, *, global_patches, grid, boxes, **_: Any) -> torch.Tensor:
         """Return the normalised RoI-mean features of the valid boxes."""
-        self._need(global_patches=global_patches, grid=grid, boxes=boxes)
         return F.normalize(roi_align_mean(global_patches, grid, boxes), dim=-1)
