@@ -151,3 +151,15 @@ def test_crop_cls_and_pooled_heads():
         cls_head(crop_pooled=pooled, boxes=_boxes())
     with pytest.raises(ValueError, match="needs"):
         pooled_head(crop_pooled=pooled)
+
+
+def test_missing_inputs_are_named():
+    import pytest
+    import torch
+
+    from farslip_ext.registry import HEADS
+
+    with pytest.raises(ValueError, match=r"CropClsHead needs \['crop_pooled'\]"):
+        HEADS.build(dict(type="CropClsHead"))(crop_patches=torch.zeros(1, 4, 8))
+    with pytest.raises(ValueError, match=r"RoIAlignHead needs \['grid', 'boxes'\]"):
+        HEADS.build(dict(type="RoIAlignHead"))(global_patches=torch.zeros(1, 4, 8))
