@@ -62,6 +62,7 @@ def test_eight_layouts_through_runner(tmp_path, ckpt):
     assert res["Mean"] == pytest.approx(sum(v for k, v in res.items() if k != "Mean") / 8, abs=0.006)
     report = json.loads((work / "ovss_results.json").read_text())
     assert report["miou"] == res and report["preset"] == "farslip"
+    assert report["settings"]["resize_long_side"] == FAST["resize_long_side"]  # what ran, not the preset's 448
     assert report["published"]["B/16:FarSLIP2"]["Mean"] == 35.41
     md = (work / "ovss_results.md").read_text()
     assert f"| LoveDA | {res['LoveDA']:.2f} | 34.23 | {res['LoveDA'] - 34.23:+.2f} |" in md

@@ -241,7 +241,7 @@ def run_ovss(model: str, pretrained: Optional[str] = None, datasets: Union[str, 
     results["Mean"] = round(sum(results[b.name] for b in benches) / len(benches), 2)
     if run.get("write_report", True):
         settings = preset_settings(preset)
-        settings.update({k: v for k, v in passthrough.items() if k not in RUN_KEYS})
+        settings.update({k: v for k, v in passthrough.items() if k not in RUN_KEYS or k == "resize_long_side"})
         meta = dict(model=str(model), pretrained=pretrained, preset=preset, data_root=str(data_root),
                     datasets=[b.name for b in benches], settings=settings, metrics=metrics, seconds=timings,
                     total_seconds=round(time.time() - t_all, 2))
