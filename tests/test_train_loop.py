@@ -150,3 +150,20 @@ def test_same_loop_trains_stages_and_backbones_by_config(tmp_path, stage, arch):
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
     assert ("distill_loss" in header) == (stage == 1) and ("region_itc_loss" in header) == (stage == 2)
     assert json.loads(json.dumps(result["last"]))["loss"] > 0
+
+
+def test_torch_compile_path_trains_like_eager(tmp_path):
+    """``train.compile=True`` (torch.compile of the task) gives the eager losses (inductor on CPU)."""
+    from farslip_ext.train.config import load_config
+    from farslip_ext.train.loop import train
+
+    runs = {}
+    for compiled in (False, True):
+        work = tmp_path / f"run{int(compiled)}"
+        cfg = load_config(write_config(tmp_path / f"c{int(compiled)}.py", work, n=8, batch=4, epochs=1, save_every=100),
+                          {"train.compile": compiled})
+        train(cfg)
+        runs[compiled] = [float(r.split(",")[4]) for r in (work / "metrics.csv").read_text().splitlines()[1:]]
+    assert len(runs[True]) == len(runs[False]) == 2
+    for a, b in zip(runs[True], runs[False]):
+        assert a == pytest.approx(b, rel=1e-4)
