@@ -419,22 +419,8 @@ def convert_potsdam(src: PathLike, data_root: PathLike, *, overwrite: bool = Fal
             raise FileNotFoundError(f"Potsdam: {src} has the full labels (5_Labels_all) but the protocol uses the "
                                     f"eroded ones, top_potsdam_*_label_noBoundary.tif (5_Labels_all_noBoundary)")
         _need(labels, "top_potsdam_<i>_<j>_label_noBoundary.tif (5_Labels_all_noBoundary)", src, bench)
-        tiles = [t for t in val_tiles if t in images]
-        missing = [t for t in tiles if t not in labels]
-        if missing:
-            raise FileNotFoundError(f"Potsdam: val tiles {missing} have an image but no noBoundary label in {src}")
-        _need(tiles, f"val tiles {list(val_tiles)}", src, bench)
-        if len(tiles) < len(val_tiles):
-            logger.warning("Potsdam: only %d of the %d val tiles are in %s", len(tiles), len(val_tiles), src)
-        root, img_dir, ann_dir = _prepare_out(bench, data_root, overwrite)
-        report = ConversionReport(bench.key, root)
-        for t in _progress(tiles, "Potsdam", progress):
-            lab, unknown = colour_to_index(_read_rgb(labels[t]), ISPRS_PALETTE, unknown=0)
-            if unknown:
-                logger.warning("Potsdam %s: %d pixels of a non-ISPRS colour set to 0 (ignored)", labels[t], unknown)
-            report.unknown_colour_pixels += unknown
-            _isprs_tiles(report, bench, _read_rgb(images[t]), lab, t, img_dir, ann_dir, clip_size)
-    return report
+        return _convert_isprs_selection("Potsdam", "val tiles", bench, val_tiles, images, labels, src, data_root,
+                                        overwrite, progress, clip_size)
 
 
 def convert_vaihingen(src: PathLike, data_root: PathLike, *, overwrite: bool = False, progress: bool = True,
@@ -449,21 +435,29 @@ def convert_vaihingen(src: PathLike, data_root: PathLike, *, overwrite: bool = F
         labels = {m.group(1): p for p in _rglob(roots, "top_mosaic_09cm_area*_noBoundary.tif") if (m := lx.search(p.name))}
         _need(images, "top/top_mosaic_09cm_area<N>.tif (images in a folder named 'top')", src, bench)
         _need(labels, "top_mosaic_09cm_area<N>_noBoundary.tif (the eroded ground truth)", src, bench)
-        areas = [a for a in val_areas if a in images]
-        missing = [a for a in areas if a not in labels]
-        if missing:
-            raise FileNotFoundError(f"Vaihingen: val areas {missing} have an image but no noBoundary label in {src}")
-        _need(areas, f"val areas {list(val_areas)}", src, bench)
-        if len(areas) < len(val_areas):
-            logger.warning("Vaihingen: only %d of the %d val areas are in %s", len(areas), len(val_areas), src)
-        root, img_dir, ann_dir = _prepare_out(bench, data_root, overwrite)
-        report = ConversionReport(bench.key, root)
-        for a in _progress(areas, "Vaihingen", progress):
-            lab, unknown = colour_to_index(_read_rgb(labels[a]), ISPRS_PALETTE, unknown=0)
-            if unknown:
-                logger.warning("Vaihingen %s: %d pixels of a non-ISPRS colour set to 0 (ignored)", labels[a], unknown)
-            report.unknown_colour_pixels += unknown
-            _isprs_tiles(report, bench, _read_rgb(images[a]), lab, a, img_dir, ann_dir, clip_size)
+        return _convert_isprs_selection("Vaihingen", "val areas", bench, val_areas, images, labels, src, data_root,
+                                        overwrite, progress, clip_size)
+
+
+def _convert_isprs_selection(name: str, what: str, bench: Benchmark, wanted: Sequence[str], images: Dict[str, Path],
+                             labels: Dict[str, Path], src: PathLike, data_root: PathLike, overwrite: bool,
+                             progress: bool, clip_size: int) -> ConversionReport:
+    """Shared tail of the ISPRS converters: check the selected tiles, then colour labels → indices, crops."""
+    keys = [k for k in wanted if k in images]
+    missing = [k for k in keys if k not in labels]
+    if missing:
+        raise FileNotFoundError(f"{name}: {what} {missing} have an image but no noBoundary label in {src}")
+    _need(keys, f"{what} {list(wanted)}", src, bench)
+    if len(keys) < len(wanted):
+        logger.warning("%s: only %d of the %d %s are in %s", name, len(keys), len(wanted), what, src)
+    root, img_dir, ann_dir = _prepare_out(bench, data_root, overwrite)
+    report = ConversionReport(bench.key, root)
+    for k in _progress(keys, name, progress):
+        lab, unknown = colour_to_index(_read_rgb(labels[k]), ISPRS_PALETTE, unknown=0)
+        if unknown:
+            logger.warning("%s %s: %d pixels of a non-ISPRS colour set to 0 (ignored)", name, labels[k], unknown)
+        report.unknown_colour_pixels += unknown
+        _isprs_tiles(report, bench, _read_rgb(images[k]), lab, k, img_dir, ann_dir, clip_size)
     return report
 
 
