@@ -19,40 +19,13 @@ from PIL import Image
 import farslip_ext.evaluation as ev
 from farslip_ext.catalogue import load_published_results
 from farslip_ext.cli import main as cli_main
+from tests.helpers.fake_clip import FakeCLIP, FakeTokenizer, IdTransform
 
 REPO = Path(__file__).resolve().parents[1]
 PREFIX = "a satellite image. "  # method §4.6, written out here
 
 
 # ------------------------------------------------------------------------------ designed fake model
-class IdTransform:
-    def __call__(self, img: Image.Image) -> torch.Tensor:
-        return torch.tensor([float(img.getpixel((0, 0))[0])])
-
-
-class FakeTokenizer:
-    """Knows only the exact texts it was given: a missing prefix or a wrong column is a KeyError."""
-
-    def __init__(self, texts: Sequence[str]) -> None:
-        self.vocab = {t: i for i, t in enumerate(texts)}
-
-    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
-        return torch.tensor([[self.vocab[t]] for t in texts])
-
-
-class FakeCLIP(torch.nn.Module):
-    def __init__(self, image_table: torch.Tensor, text_table: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("image_table", image_table.float())
-        self.register_buffer("text_table", text_table.float())
-
-    def encode_image(self, x: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        return self.image_table[x[:, 0].round().long()]
-
-    def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        return self.text_table[tokens[:, 0]]
-
-
 def save_id_png(path: Path, image_id: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (8, 8), (image_id, 3, 3)).save(path)

@@ -18,6 +18,7 @@ from PIL import Image
 import farslip_ext.evaluation as ev
 from farslip_ext.cli import main as cli_main
 from farslip_ext.registry import DATASETS, TEMPLATES
+from tests.helpers.fake_clip import FakeCLIP, FakeTokenizer, IdTransform
 
 CLASSES = ["forest", "river", "farmland", "desert", "harbor", "airport", "beach"]  # 7 classes: top-5 is non-trivial
 T1, T2 = "a satellite photo of {}.", "a satellite image of {}"  # FarSLIP's two prompts, written out here
@@ -37,40 +38,6 @@ LAYOUT = {
 
 
 # ------------------------------------------------------------------------------ designed fake model
-class IdTransform:
-    """'Preprocessing' for the fake model: the image's id is the red value of its top-left pixel."""
-
-    def __call__(self, img: Image.Image) -> torch.Tensor:
-        return torch.tensor([float(img.getpixel((0, 0))[0])])
-
-
-class FakeTokenizer:
-    """Knows only the exact prompts it was given: any other text (a wrong template) is a KeyError."""
-
-    def __init__(self, texts: Sequence[str]) -> None:
-        self.vocab = {t: i for i, t in enumerate(texts)}
-
-    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
-        return torch.tensor([[self.vocab[t]] for t in texts])
-
-
-class FakeCLIP(torch.nn.Module):
-    """encode_image/encode_text return designed embeddings looked up by image id / prompt."""
-
-    def __init__(self, image_table: torch.Tensor, text_table: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("image_table", image_table.float())
-        self.register_buffer("text_table", text_table.float())
-
-    def encode_image(self, x: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        f = self.image_table[x[:, 0].round().long()]
-        return torch.nn.functional.normalize(f, dim=-1) if normalize else f
-
-    def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        f = self.text_table[tokens[:, 0]]
-        return torch.nn.functional.normalize(f, dim=-1) if normalize else f
-
-
 def class_text_model(classes: Sequence[str]) -> tuple:
     """Text embeddings in R^(C+1): T1 -> 3 e_c, T2 -> e_c + e_C (a direction shared by all classes and
     orthogonal to every image). Each classifier column then has the same geometry, so an image's class
