@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from farslip_ext.evaluation.csv_datasets import PUBLISHED_CLASSIFICATION
 
@@ -54,11 +53,7 @@ def _run(args: argparse.Namespace) -> int:
                "datasets": results, "mean": mean_over_datasets(results),
                "percent": zeroshot_percent(results),
                "published_row": list(row) if row else None, "published": published}
-    paths = _cli.write_outputs(args.output_dir, TASK_CLASSIFICATION, records, summary, md)
-    sys.stdout.write(md)
-    for p in paths:
-        print(f"wrote {p}")
-    return 0
+    return _cli.publish(args.output_dir, TASK_CLASSIFICATION, records, summary, md)
 
 
 def register(sub) -> None:

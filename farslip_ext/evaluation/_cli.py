@@ -100,3 +100,15 @@ def write_outputs(output_dir: Optional[str], task: str, records: List[Dict[str, 
     mp = out / f"{task}.md"
     mp.write_text(markdown, encoding="utf-8")
     return paths + [sp, mp]
+
+
+def publish(output_dir: Optional[str], task: str, records: List[Dict[str, Any]], summary: Dict[str, Any],
+            markdown: str) -> int:
+    """Write the outputs, print the markdown table and the written paths; the commands' exit code."""
+    import sys
+
+    paths = write_outputs(output_dir, task, records, summary, markdown)
+    sys.stdout.write(markdown)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0

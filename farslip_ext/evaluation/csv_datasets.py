@@ -31,7 +31,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Counter, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Any, Callable, Counter, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils.data import Dataset
@@ -54,6 +54,7 @@ __all__ = [
     "ImageTextRetrievalCsv",
     "ImageFiles",
     "load_image",
+    "resolve_benchmark_datasets",
 ]
 
 logger = logging.getLogger(__name__)
@@ -477,3 +478,19 @@ class ImageTextRetrievalCsv:
         return cls(root / spec.csv, image_root=image_root if image_root is not None else root,
                    caption_key=spec.caption_key, caption_prefix=spec.caption_prefix, img_key=spec.img_key,
                    sep=spec.sep, name=spec.name, **kwargs)
+
+
+def resolve_benchmark_datasets(datasets: Iterable[Any], cls: Any, data_root: Optional[PathLike],
+                               image_root: Optional[PathLike] = None, on_bad_row: str = "error") -> List[Any]:
+    """Turn benchmark names (under ``data_root``) into ``cls`` datasets; ready datasets pass through.
+    A name without ``data_root`` or a dataset listed twice is an error."""
+    out: List[Any] = []
+    for d in datasets:
+        if isinstance(d, str):
+            if data_root is None:
+                raise ValueError(f"dataset {d!r} is named, so data_root (--data-root, the benchmark folder) is needed")
+            d = cls.from_benchmark(d, data_root, image_root=image_root, on_bad_row=on_bad_row)
+        if any(d.name == o.name for o in out):
+            raise ValueError(f"dataset {d.name!r} is listed twice")
+        out.append(d)
+    return out

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from farslip_ext.evaluation.csv_datasets import ImageTextRetrievalCsv
+from farslip_ext.evaluation.csv_datasets import ImageTextRetrievalCsv, resolve_benchmark_datasets
 from farslip_ext.evaluation.models import autocast_context
 
 __all__ = [
@@ -170,13 +170,7 @@ def run_retrieval_benchmarks(model: torch.nn.Module, tokenizer: Callable, prepro
     """Evaluate several datasets: names of :data:`RETRIEVAL_BENCHMARKS` (under ``data_root``) or ready
     :class:`ImageTextRetrievalCsv` objects. Returns ``{dataset: metrics}`` in the given order."""
     results: Dict[str, Dict[str, float]] = {}
-    for d in datasets:
-        if isinstance(d, str):
-            if data_root is None:
-                raise ValueError(f"dataset {d!r} is named, so data_root (--data-root, the benchmark folder) is needed")
-            d = ImageTextRetrievalCsv.from_benchmark(d, data_root, image_root=image_root, on_bad_row=on_bad_row)
-        if d.name in results:
-            raise ValueError(f"dataset {d.name!r} is listed twice")
+    for d in resolve_benchmark_datasets(datasets, ImageTextRetrievalCsv, data_root, image_root, on_bad_row):
         results[d.name] = zeroshot_retrieval(model, tokenizer, preprocess, d, device=device, precision=precision,
                                              batch_size=batch_size, workers=workers, progress=progress)
         r = results[d.name]

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from farslip_ext.evaluation.csv_datasets import SceneClassificationCsv
+from farslip_ext.evaluation.csv_datasets import SceneClassificationCsv, resolve_benchmark_datasets
 from farslip_ext.evaluation.models import autocast_context
 from farslip_ext.evaluation.templates import PromptTemplates, build_templates
 
@@ -165,13 +165,7 @@ def run_zeroshot_benchmarks(model: torch.nn.Module, tokenizer: Callable, preproc
     ready :class:`SceneClassificationCsv` objects. Returns ``{dataset: metrics}`` in the given order."""
     tset = build_templates(templates)
     results: Dict[str, Dict[str, float]] = {}
-    for d in datasets:
-        if isinstance(d, str):
-            if data_root is None:
-                raise ValueError(f"dataset {d!r} is named, so data_root (--data-root, the benchmark folder) is needed")
-            d = SceneClassificationCsv.from_benchmark(d, data_root, image_root=image_root, on_bad_row=on_bad_row)
-        if d.name in results:
-            raise ValueError(f"dataset {d.name!r} is listed twice")
+    for d in resolve_benchmark_datasets(datasets, SceneClassificationCsv, data_root, image_root, on_bad_row):
         results[d.name] = zeroshot_classification(model, tokenizer, preprocess, d, tset, device=device,
                                                   precision=precision, batch_size=batch_size, workers=workers,
                                                   progress=progress)
