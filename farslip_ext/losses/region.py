@@ -49,7 +49,7 @@ class RegionCategoryLoss(nn.Module):
     so every region/text pair of the same category anywhere in the global batch is a positive. Every
     rank computes the same global loss; through the all-gather backward (a sum over ranks) each rank's
     local rows receive ``world_size`` times the single-process gradient, and DDP's averaging gives the
-    single-process parameter gradient (tests/test_losses_distributed.py).
+    single-process parameter gradient (tests/losses/test_losses_distributed.py).
 
     Differences from the reference, both documented quirk fixes: ranks may hold different row counts
     (rows are padded to the largest with ``ignore_label`` before gathering; the reference pads every

@@ -2,7 +2,7 @@
 
 ``brute_roi_mean`` re-derives torchvision's ``roi_align(aligned=True, sampling_ratio=-1)`` followed by
 the mean over the output bins with explicit Python loops and scalar bilinear interpolation; it is also
-used by tests/test_losses.py for the distillation student.
+used by tests/losses/test_losses.py for the distillation student.
 """
 from __future__ import annotations
 

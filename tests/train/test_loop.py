@@ -15,7 +15,7 @@ import torch
 from farslip_ext.train.checkpoint import atomic_save
 import tests.helpers.fake_data  # noqa: F401,E402  (registered before the registry snapshots)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TINY_JSON = REPO / "registry" / "model_configs" / "farslip-test-tiny.json"
 
 

@@ -1,6 +1,6 @@
 """``farslip segment`` / ``farslip_ext.geo``: streamed segmentation of real and large rasters (issue #7).
 
-Real data: tests/data/landsat/lsat7_2000_b1234_crop.tif, a 128x128 crop of Landsat 7 ETM+ bands 1-4 of the
+Real data: tests/fixtures/landsat/lsat7_2000_b1234_crop.tif, a 128x128 crop of Landsat 7 ETM+ bands 1-4 of the
 GRASS GIS North Carolina sample data (CC BY-SA 3.0; float32, nodata -99999, ~14 % nodata collar), made by
 tools/make_landsat_fixture.py. Expected values are computed independently: the percentile stretch with
 numpy on the full array, the labels by calling FarSLIPSeg's own ``predict`` on the whole stretched image,
@@ -27,7 +27,7 @@ from rasterio.windows import Window
 from farslip_ext.cli import main as cli_main
 from tests.helpers.ovss_fixtures import blocky_image, tiny_checkpoint
 
-LANDSAT = Path(__file__).parent / "data" / "landsat" / "lsat7_2000_b1234_crop.tif"
+LANDSAT = Path(__file__).resolve().parents[1] / "fixtures" / "landsat" / "lsat7_2000_b1234_crop.tif"
 CLASSES = "building,roof;road;water;forest,trees"
 MEAN = np.array([122.771, 116.746, 104.094]).reshape(3, 1, 1)
 STD = np.array([68.501, 66.632, 70.323]).reshape(3, 1, 1)

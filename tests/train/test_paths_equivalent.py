@@ -10,7 +10,7 @@ import torch
 
 from farslip_ext.registry import TASKS
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "train_throughput.py"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "train_throughput.py"
 
 
 @pytest.fixture(scope="module")

@@ -90,7 +90,7 @@ def test_plain_mmseg_config_in_a_fresh_process(tmp_path, ckpt):
         m = Runner.from_cfg(cfg).test()
         print(json.dumps({{k: float(v) for k, v in m.items()}}))
     """)
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
                          cwd=str(tmp_path))
     assert out.returncode == 0, out.stderr[-3000:]

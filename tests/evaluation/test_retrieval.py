@@ -21,7 +21,7 @@ from farslip_ext.catalogue import load_published_results
 from farslip_ext.cli import main as cli_main
 from tests.helpers.fake_clip import FakeCLIP, FakeTokenizer, IdTransform
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PREFIX = "a satellite image. "  # method §4.6, written out here
 
 

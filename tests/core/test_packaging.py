@@ -9,7 +9,7 @@ import sysconfig
 import textwrap
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_non_editable_install_into_fresh_venv(tmp_path):

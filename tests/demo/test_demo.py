@@ -19,7 +19,7 @@ from farslip_ext.demo import data as demo_data
 from farslip_ext.demo.pipeline import PHASES, run_demo
 from farslip_ext.demo.pretrain import ARCH, DEMO_RECORD, DEMO_WEIGHTS, pretrain_demo_clip, sha256_file
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 from farslip_ext import hookimpl
 from farslip_ext.plugins import builtin, new_plugin_manager
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_builtin_plugin_is_registered_through_the_hooks():
