@@ -146,10 +146,9 @@ def run(args: argparse.Namespace) -> int:
                 for n in PUBLISHED_RETRIEVAL] if "ret" in tasks else []
     lm = None
     if "cls" in tasks or "ret" in tasks:
-        from farslip_ext.evaluation.models import load_model
+        from farslip_ext.loading import load
 
-        lm = load_model(args.model, args.pretrained, device=None if args.device == "auto" else args.device,
-                        precision=args.precision)
+        lm = load(args.model, args.pretrained, device=args.device, precision=args.precision)
     common = dict(batch_size=args.batch_size, workers=args.workers, progress=args.progress)
     if "cls" in tasks:
         from farslip_ext.evaluation.zeroshot import run_zeroshot_benchmarks

@@ -1,56 +1,73 @@
 """farslip_ext: FarSLIP (arXiv 2511.14901) as a plugin framework on top of OpenCLIP and MMSegmentation.
 
-``import farslip_ext`` registers the FarSLIP model configs (``farslip-vitb16``, ``farslip-vitb32`` and
-tiny test architectures) and pretrained tags (``s1``, ``s2``) with open_clip, so that
-``open_clip.create_model("farslip-vitb16", pretrained="s2")`` works. It does not import mmseg/mmcv,
-touch the network, build models or load third-party plugins (those load lazily).
+``import farslip_ext`` registers the FarSLIP model configs and pretrained tags (and those of installed
+plugins) with open_clip, so that ``open_clip.create_model("farslip-vitb16", pretrained="s2")`` works.
+It does not import mmseg/mmcv, touch the network or build models.
+
+The one loader is :func:`load`::
+
+    lm = farslip_ext.load("farslip-vitb16", "s2", device="auto", precision="auto")
+    lm.model, lm.preprocess, lm.tokenizer, lm.context_length
 """
 from __future__ import annotations
 
 from farslip_ext.version import __version__
-from farslip_ext.plugins.hookspecs import hookimpl
-from farslip_ext._openclip import (
+from farslip_ext.catalogue import CATALOGUE, PretrainedEntry
+from farslip_ext.convert import convert_checkpoint_file, convert_state_dict
+from farslip_ext.errors import (
+    CheckpointFormatError,
+    ChecksumError,
+    ConfigError,
     ContextLengthMismatch,
-    create_model,
-    create_model_and_transforms,
-    farslip_model_names,
-    get_tokenizer,
-    registered_pretrained,
-    setup,
+    DestinationExistsError,
+    FarSLIPError,
+    NonFiniteWeightsError,
+    WeightsNotAvailableError,
 )
-from farslip_ext.convert import CheckpointFormatError, convert_checkpoint_file, convert_state_dict
 from farslip_ext.export import export_hub_folder
-from farslip_ext.hub import ChecksumError, WeightsNotAvailableError
+from farslip_ext.loading import LoadedModel, create_model, create_model_and_transforms, get_tokenizer, load
+from farslip_ext.plugins.hookspecs import hookimpl
+from farslip_ext.plugins.manager import setup
+from farslip_ext.precision import PRECISIONS, Precision, parse_precision
 
 __all__ = [
     "__version__",
-    "hookimpl",
-    "setup",
+    "load",
+    "LoadedModel",
+    "Precision",
+    "PRECISIONS",
+    "parse_precision",
     "create_model",
     "create_model_and_transforms",
     "get_tokenizer",
-    "farslip_model_names",
-    "registered_pretrained",
+    "list_models",
+    "list_pretrained",
+    "CATALOGUE",
+    "PretrainedEntry",
     "convert_state_dict",
     "convert_checkpoint_file",
     "export_hub_folder",
+    "hookimpl",
+    "setup",
+    "FarSLIPError",
+    "ConfigError",
     "CheckpointFormatError",
+    "NonFiniteWeightsError",
     "ContextLengthMismatch",
     "ChecksumError",
     "WeightsNotAvailableError",
-    "list_models",
-    "list_pretrained",
+    "DestinationExistsError",
 ]
 
 
 def list_models() -> list:
-    """FarSLIP architecture names registered with open_clip."""
-    return farslip_model_names()
+    """Architecture names registered by farslip_ext and its plugins."""
+    return CATALOGUE.arch_names()
 
 
 def list_pretrained() -> list:
-    """``[(arch, tag), ...]`` of the registered FarSLIP weights."""
-    return [(a, t) for a, tags in registered_pretrained().items() for t in tags]
+    """``[(arch, tag), ...]`` of the registered weights."""
+    return CATALOGUE.list_pretrained()
 
 
 setup()

@@ -23,6 +23,9 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import torch
 
+from farslip_ext.errors import CheckpointFormatError, NonFiniteWeightsError
+from farslip_ext.io import atomic_path, check_destination
+
 __all__ = [
     "ConvertedCheckpoint",
     "CheckpointFormatError",
@@ -33,6 +36,7 @@ __all__ = [
     "infer_arch",
     "convert_state_dict",
     "convert_checkpoint_file",
+    "check_finite",
 ]
 
 logger = logging.getLogger(__name__)
@@ -40,10 +44,6 @@ logger = logging.getLogger(__name__)
 _LONGCLIP_KEYS = ("positional_embedding_res", "mask1", "mask2")
 _CONTAINER_KEYS = ("state_dict", "model", "module", "state_dict_ema")
 _PREFIXES = ("module.", "_orig_mod.")
-
-
-class CheckpointFormatError(ValueError):
-    """A checkpoint whose contents fit no known container or architecture."""
 
 
 @dataclass
@@ -70,7 +70,12 @@ def load_checkpoint_file(path: Union[str, Path]) -> Any:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as e:  # SafetensorError (truncated, not safetensors) names no file
+            raise CheckpointFormatError(f"{path} is not a readable safetensors file ({type(e).__name__}: {e}); "
+                                        f"the file is truncated or corrupt: delete it and download or convert it "
+                                        f"again") from e
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # pickle with code, or not a torch file at all
@@ -214,9 +219,9 @@ def infer_arch(sd: Mapping[str, torch.Tensor], candidates: Optional[Iterable[str
     """
     import open_clip
 
-    from farslip_ext._openclip import farslip_model_names
+    from farslip_ext.catalogue import CATALOGUE
 
-    names = list(candidates) if candidates is not None else farslip_model_names()
+    names = list(candidates) if candidates is not None else CATALOGUE.arch_names()
     sig = _signature_from_state_dict(sd)
     ctx = text_context_length(sd)
     matches = []
@@ -233,6 +238,16 @@ def infer_arch(sd: Mapping[str, torch.Tensor], candidates: Optional[Iterable[str
         f"(vision layers {sig['vision_layers']}, text layers {sig['text_layers']}). Register a model config "
         f"with these shapes (open_clip.add_model_config or a farslip_ext plugin) or pass the right arch."
     )
+
+
+def check_finite(sd: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise :class:`NonFiniteWeightsError` naming every floating tensor of ``sd`` that holds NaN/inf."""
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        shown = ", ".join(bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+        raise NonFiniteWeightsError(
+            f"{source}: {len(bad)} tensor(s) hold NaN or infinite values ({shown}); these weights would give wrong "
+            f"numbers (e.g. every pixel labelled class 0). Use an earlier checkpoint of the run.")
 
 
 def convert_state_dict(obj: Any, arch: Optional[str] = None, keep_len: int = 20) -> ConvertedCheckpoint:
@@ -254,14 +269,18 @@ def convert_state_dict(obj: Any, arch: Optional[str] = None, keep_len: int = 20)
     return ConvertedCheckpoint(sd, text_context_length(sd), folded, arch=arch, notes=notes)
 
 
-def convert_checkpoint_file(src: Union[str, Path], dst: Union[str, Path], arch: Optional[str] = None) -> ConvertedCheckpoint:
-    """Convert ``src`` and write it as an open_clip safetensors file at ``dst`` (atomically)."""
+def convert_checkpoint_file(src: Union[str, Path], dst: Union[str, Path], arch: Optional[str] = None, *,
+                            overwrite: bool = False) -> ConvertedCheckpoint:
+    """Convert ``src`` and write it as an open_clip safetensors file at ``dst``.
+
+    ``dst`` must not be ``src`` (by resolved path) and must not exist unless ``overwrite``; it is
+    written atomically and readable by everyone (0644), so a failure never leaves a partial file.
+    """
     from safetensors.torch import save_file
 
+    dst = check_destination(dst, src=src, overwrite=overwrite, what="conversion destination")
     conv = convert_state_dict(load_checkpoint_file(src), arch=arch)
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".partial")
+    check_finite(conv.state_dict, str(src))
     meta = {
         "format": "pt",
         "source": Path(src).name,
@@ -269,6 +288,6 @@ def convert_checkpoint_file(src: Union[str, Path], dst: Union[str, Path], arch: 
         "context_length": str(conv.context_length),
         "long_clip_folded": json.dumps(conv.long_clip_folded),
     }
-    save_file({k: v.contiguous() for k, v in conv.state_dict.items()}, str(tmp), metadata=meta)
-    tmp.replace(dst)
+    with atomic_path(dst) as tmp:
+        save_file({k: v.contiguous() for k, v in conv.state_dict.items()}, str(tmp), metadata=meta)
     return conv

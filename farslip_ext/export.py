@@ -15,6 +15,9 @@ from typing import Any, Dict, Optional, Union
 import open_clip
 import torch
 
+from farslip_ext.convert import check_finite
+from farslip_ext.io import atomic_path, check_destination
+
 __all__ = ["export_hub_folder"]
 
 
@@ -57,20 +60,31 @@ def export_hub_folder(
     source: str = "",
     description: str = "",
     tags: tuple = ("clip", "remote-sensing", "farslip"),
+    repo_id: Optional[str] = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write ``model`` as an open_clip Hub folder and return its path."""
+    """Write ``model`` as an open_clip Hub folder and return its path.
+
+    A folder that already holds files is refused unless ``overwrite``; every file is written
+    atomically and readable by everyone (0644). ``repo_id`` (``org/name``) is the Hub repository the
+    model card's usage lines name (default: the folder, as ``local-dir:``). Weights with NaN/inf
+    values are refused.
+    """
     from open_clip.push_to_hf_hub import generate_readme
     from safetensors.torch import save_file
 
-    out = Path(out_dir)
+    out = check_destination(out_dir, overwrite=overwrite, what="export folder")
     out.mkdir(parents=True, exist_ok=True)
     cfg = _model_cfg_for(model, arch, model_cfg)
     pp = _preprocess_cfg(model)
-    with open(out / "open_clip_config.json", "w", encoding="utf-8") as f:
-        json.dump({"model_cfg": cfg, "preprocess_cfg": pp}, f, indent=2)
     sd = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    save_file(sd, str(out / "open_clip_model.safetensors"), metadata={"format": "pt"})
+    check_finite(sd, f"the model exported to {out}")
+    with atomic_path(out / "open_clip_config.json") as tmp:
+        tmp.write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": pp}, indent=2), encoding="utf-8")
+    with atomic_path(out / "open_clip_model.safetensors") as tmp:
+        save_file(sd, str(tmp), metadata={"format": "pt"})
     name = arch or out.name
+    ref = f"hf-hub:{repo_id}" if repo_id else f"local-dir:{out.name}"
     card = {
         "tags": list(tags),
         "license": license,
@@ -85,9 +99,10 @@ def export_hub_folder(
         },
         "usage": (
             "```python\nimport open_clip\n"
-            f"model, _, preprocess = open_clip.create_model_and_transforms('local-dir:{out.name}')\n"
-            f"tokenizer = open_clip.get_tokenizer('local-dir:{out.name}')\n```\n"
+            f"model, _, preprocess = open_clip.create_model_and_transforms('{ref}')\n"
+            f"tokenizer = open_clip.get_tokenizer('{ref}')\n```\n"
         ),
     }
-    (out / "README.md").write_text(generate_readme(card, name), encoding="utf-8")
+    with atomic_path(out / "README.md") as tmp:
+        tmp.write_text(generate_readme(card, name), encoding="utf-8")
     return out

@@ -14,47 +14,34 @@ os.environ["HF_HUB_CACHE"] = os.path.join(_SESSION_TMP, "hf-empty-cache")
 import pytest  # noqa: E402
 
 import farslip_ext  # noqa: E402,F401
-from farslip_ext.plugins import ensure_components_registered  # noqa: E402
+from farslip_ext.registry import ALL_REGISTRIES  # noqa: E402
 
-# Register the built-in components once, before any test snapshots the registries: a test that
+# Import every registry's components once, before any test snapshots the registries: a test that
 # clears a registry must not lose the built-ins for the tests after it.
-ensure_components_registered()
+for _reg in ALL_REGISTRIES.values():
+    _reg.import_from_location()
 
 
 @pytest.fixture(autouse=True)
-def _isolate_global_state(monkeypatch):
-    """Snapshot and restore open_clip's config/tag tables, farslip_ext's bridge tables, the
-    registries' contents and mmengine's DefaultScope, so tests cannot depend on their order."""
+def _isolate_global_state():
+    """Snapshot and restore open_clip's config/tag tables, mmengine's DefaultScope, the farslip_ext
+    catalogue and the registries' contents, so tests cannot depend on their order."""
     import open_clip
-    from mmengine.registry import DefaultScope
-    from open_clip import factory as oc_factory
-    from open_clip import pretrained as oc_pretrained
 
-    from farslip_ext import _openclip
-    from farslip_ext.registry import ALL_REGISTRIES
+    from farslip_ext import compat
+    from farslip_ext.catalogue import CATALOGUE
 
-    paths = list(oc_factory._MODEL_CONFIG_PATHS)
-    configs = dict(oc_factory._MODEL_CONFIGS)
-    tags = {k: dict(v) for k, v in oc_pretrained._PRETRAINED.items()}
-    ours = {k: dict(v) for k, v in _openclip._PRETRAINED.items()}
-    added, names = list(_openclip._ADDED_PATHS), list(_openclip._MODEL_NAMES)
-    modules = {k: dict(r._module_dict) for k, r in ALL_REGISTRIES.items()}
-    scopes = dict(DefaultScope._instance_dict)
+    state = compat.snapshot_global_state()
+    catalogue = CATALOGUE.snapshot()
+    modules = {k: dict(r.module_dict) for k, r in ALL_REGISTRIES.items()}
     yield
-    oc_factory._MODEL_CONFIG_PATHS[:] = paths
-    oc_factory._MODEL_CONFIGS.clear()
-    oc_factory._MODEL_CONFIGS.update(configs)
-    oc_pretrained._PRETRAINED.clear()
-    oc_pretrained._PRETRAINED.update(tags)
-    _openclip._PRETRAINED.clear()
-    _openclip._PRETRAINED.update(ours)
-    _openclip._ADDED_PATHS[:] = added
-    _openclip._MODEL_NAMES[:] = names
+    compat.restore_global_state(state)
+    CATALOGUE.restore(catalogue)
     for k, r in ALL_REGISTRIES.items():
-        r._module_dict.clear()
-        r._module_dict.update(modules[k])
-    DefaultScope._instance_dict.clear()
-    DefaultScope._instance_dict.update(scopes)
+        compat.unregister(r, [n for n in r.module_dict if n not in modules[k]])
+        for name, cls in modules[k].items():
+            if r.module_dict.get(name) is not cls:
+                r.register_module(name=name, module=cls, force=True)
     assert "farslip-vitb16" in open_clip.list_models()
 
 

@@ -14,7 +14,7 @@ from farslip_ext.evaluation.csv_datasets import RETRIEVAL_BENCHMARKS
 def _run(args: argparse.Namespace) -> int:
     from farslip_ext.evaluation import _cli
     from farslip_ext.evaluation.csv_datasets import ImageTextRetrievalCsv
-    from farslip_ext.evaluation.models import load_model
+    from farslip_ext.loading import load
     from farslip_ext.evaluation.report import (
         TASK_RETRIEVAL,
         clip_benchmark_record,
@@ -35,8 +35,7 @@ def _run(args: argparse.Namespace) -> int:
         datasets = [ImageTextRetrievalCsv.from_benchmark(n, args.data_root, image_root=args.image_root,
                                                          on_bad_row=args.on_bad_row) for n in names]
     row, published = _cli.resolve_compare(args.compare, "ret", args.model, args.pretrained)
-    lm = load_model(args.model, args.pretrained, device=None if args.device == "auto" else args.device,
-                    precision=args.precision)
+    lm = load(args.model, args.pretrained, device=args.device, precision=args.precision)
     results = run_retrieval_benchmarks(lm.model, lm.tokenizer, lm.preprocess, datasets, args.data_root,
                                        image_root=args.image_root, on_bad_row=args.on_bad_row, device=lm.device,
                                        precision=lm.precision, batch_size=args.batch_size, workers=args.workers,
@@ -44,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
     records = [clip_benchmark_record(d, args.model, args.pretrained, TASK_RETRIEVAL, m) for d, m in results.items()]
     md = retrieval_markdown(results, args.model, args.pretrained, published, row)
     summary = {"model": args.model, "pretrained": args.pretrained, "task": TASK_RETRIEVAL,
-               "precision": lm.precision, "device": str(lm.device), "datasets": results,
+               "precision": str(lm.precision), "device": str(lm.device), "datasets": results,
                "percent": retrieval_percent(results),
                "published_row": list(row) if row else None, "published": published}
     return _cli.publish(args.output_dir, TASK_RETRIEVAL, records, summary, md)

@@ -14,7 +14,7 @@ from farslip_ext.evaluation.csv_datasets import PUBLISHED_CLASSIFICATION
 def _run(args: argparse.Namespace) -> int:
     from farslip_ext.evaluation import _cli
     from farslip_ext.evaluation.csv_datasets import SceneClassificationCsv
-    from farslip_ext.evaluation.models import load_model
+    from farslip_ext.loading import load
     from farslip_ext.evaluation.report import (
         TASK_CLASSIFICATION,
         clip_benchmark_record,
@@ -39,8 +39,7 @@ def _run(args: argparse.Namespace) -> int:
         datasets = [SceneClassificationCsv.from_benchmark(n, args.data_root, image_root=args.image_root,
                                                           on_bad_row=args.on_bad_row) for n in names]
     row, published = _cli.resolve_compare(args.compare, "cls", args.model, args.pretrained)
-    lm = load_model(args.model, args.pretrained, device=None if args.device == "auto" else args.device,
-                    precision=args.precision)
+    lm = load(args.model, args.pretrained, device=args.device, precision=args.precision)
     results = run_zeroshot_benchmarks(lm.model, lm.tokenizer, lm.preprocess, datasets, args.data_root,
                                       image_root=args.image_root, templates=templates, on_bad_row=args.on_bad_row,
                                       device=lm.device, precision=lm.precision, batch_size=args.batch_size,
@@ -49,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
                for d, m in results.items()]
     md = zeroshot_markdown(results, args.model, args.pretrained, published, row)
     summary = {"model": args.model, "pretrained": args.pretrained, "task": TASK_CLASSIFICATION,
-               "templates": templates.name, "precision": lm.precision, "device": str(lm.device),
+               "templates": templates.name, "precision": str(lm.precision), "device": str(lm.device),
                "datasets": results, "mean": mean_over_datasets(results),
                "percent": zeroshot_percent(results),
                "published_row": list(row) if row else None, "published": published}

@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 
-from farslip_ext.registry import TRANSFORMS
+from farslip_ext.registry import SAMPLE_TRANSFORMS
 
 __all__ = [
     "STAGE1_KEYS",
@@ -92,7 +92,7 @@ def _is_str_list(v: Any) -> bool:
     return isinstance(v, (list, tuple)) and all(isinstance(t, str) for t in v)
 
 
-@TRANSFORMS.register_module()
+@SAMPLE_TRANSFORMS.register_module()
 class FarSLIPCollate:
     """Collate a list of sample dicts into the FarSLIP batch dict (see the module docstring).
 

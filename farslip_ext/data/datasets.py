@@ -31,7 +31,8 @@ from farslip_ext.data.transforms import (
     TransformSpec,
     build_transform,
 )
-from farslip_ext.registry import DATASETS
+from farslip_ext.io import load_rgb_image, read_class_lines
+from farslip_ext.registry import TRAIN_DATASETS
 
 __all__ = [
     "BBox",
@@ -139,16 +140,14 @@ def parse_bbox(bbox: Any) -> BBox:
 
 
 def read_classnames(path: PathLike) -> List[str]:
-    """Class names of a classification benchmark: one per line, blank lines ignored (§3.5)."""
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
+    """Class names of a classification benchmark, one per line (the project's one class-file policy,
+    :func:`farslip_ext.io.read_class_lines`)."""
+    return read_class_lines(path)
 
 
 def load_image(path: PathLike) -> Image.Image:
     """Open, fully decode and convert an image to RGB (raises on missing or corrupt files)."""
-    with Image.open(path) as img:
-        img.load()
-        return img.convert("RGB")
+    return load_rgb_image(path)
 
 
 class SkipSample(Exception):
@@ -271,7 +270,7 @@ def _label(v: Any) -> Any:
     return v
 
 
-@DATASETS.register_module()
+@TRAIN_DATASETS.register_module()
 class ImageTextDataset(_SkippingDataset):
     """Image-text (or image-label) pairs from a CSV/TSV/JSONL table (§3.3, §3.5).
 
@@ -344,7 +343,7 @@ class ImageTextDataset(_SkippingDataset):
         return sample
 
 
-@DATASETS.register_module()
+@TRAIN_DATASETS.register_module()
 class SkyScriptCsvDataset(ImageTextDataset):
     """SkyScript-style CSV (``filepath,title,label``; §3.3): the reference's per-epoch validation set.
 
@@ -386,7 +385,7 @@ class SkyScriptCsvDataset(ImageTextDataset):
 # MGRS-200k
 
 
-@DATASETS.register_module()
+@TRAIN_DATASETS.register_module()
 class MGRSJsonDataset(_SkippingDataset):
     """Stage-2 dataset over MGRS-200k ``text_info.json`` (``JsonDataset``; §2.1, §3.2).
 

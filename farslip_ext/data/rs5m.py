@@ -23,7 +23,7 @@ from torch.utils.data import IterableDataset
 
 from farslip_ext.data.collate import FarSLIPCollate, TokenizerSpec, build_tokenizer
 from farslip_ext.data.transforms import MultiCropTransform, TransformSpec, build_transform
-from farslip_ext.registry import DATASETS
+from farslip_ext.registry import TRAIN_DATASETS
 
 __all__ = ["RS5MWebDataset", "expand_shard_urls"]
 
@@ -48,7 +48,7 @@ class _MissingMember(KeyError):
     pass
 
 
-@DATASETS.register_module()
+@TRAIN_DATASETS.register_module()
 class RS5MWebDataset(IterableDataset):
     """Stage-1 RS5M image-caption stream from webdataset shards (§3.1).
 

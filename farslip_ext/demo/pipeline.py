@@ -30,7 +30,8 @@ import torch
 
 from farslip_ext.demo.data import (FULL_SIZES, OVSS_BENCHMARK, OVSS_LEGEND, QUICK_SIZES, DemoData, DemoSizes,
                                    write_demo_data)
-from farslip_ext.demo.pretrain import ARCH, DEMO_RECORD, DEMO_WEIGHTS, sha256_file
+from farslip_ext.demo.pretrain import ARCH, DEMO_RECORD, DEMO_WEIGHTS
+from farslip_ext.io import sha256_file
 
 __all__ = ["DemoPlan", "FULL_PLAN", "QUICK_PLAN", "PHASES", "run_demo", "evaluate_phase", "stage_options",
            "summary_table", "markdown_report"]
@@ -188,12 +189,13 @@ def _long_side(data_root: Path) -> int:
 def evaluate_phase(weights: Union[str, Path], data: DemoData, work_dir: Path, plan: DemoPlan,
                    progress: bool = False) -> Dict[str, Any]:
     """Every evaluator on one set of weights; the outputs are stored exactly as returned."""
-    from farslip_ext.evaluation import (ImageTextRetrievalCsv, SceneClassificationCsv, load_model,
+    from farslip_ext.evaluation import (ImageTextRetrievalCsv, SceneClassificationCsv,
                                         run_retrieval_benchmarks, run_zeroshot_benchmarks)
+    from farslip_ext.loading import load
     from farslip_ext.segmentation import run_ovss
 
     t0 = time.time()
-    lm = load_model(ARCH, str(weights), device="cpu", precision="fp32")
+    lm = load(ARCH, str(weights), device="cpu", precision="fp32")
     cls = run_zeroshot_benchmarks(lm.model, lm.tokenizer, lm.preprocess,
                                   [SceneClassificationCsv(data.cls_csv, data.cls_classnames, name=CLS_NAME)],
                                   templates=plan.templates, device=lm.device, precision="fp32", progress=progress)

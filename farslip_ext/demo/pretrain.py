@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import platform
@@ -25,29 +24,25 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 
+from farslip_ext.catalogue import CATALOGUE
 from farslip_ext.demo.data import SEED_OFFSETS, write_pretrain_pairs
+from farslip_ext.hub import packaged_path
+from farslip_ext.io import sha256_file
 
 __all__ = ["ARCH", "PRETRAIN_CONFIG", "DEMO_WEIGHTS", "DEMO_RECORD", "FULL", "QUICK", "pretrain_demo_clip",
-           "export_weights", "sha256_file", "evaluate_weights"]
+           "export_weights", "evaluate_weights"]
 
 logger = logging.getLogger(__name__)
 
 ARCH = "farslip-demo-tiny"
 PRETRAIN_CONFIG = Path(__file__).resolve().parent / "pretrain_config.py"
-DEMO_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "demo_clip.safetensors"
+#: The shipped weights: the catalogue's ``farslip-demo-tiny:demo`` entry (one place names the file).
+DEMO_WEIGHTS = packaged_path(CATALOGUE.entry(ARCH, "demo"))
 DEMO_RECORD = DEMO_WEIGHTS.with_suffix(".json")
 
 #: Settings of the shipped file, and of ``--quick`` (a smoke run: tiny data, a few steps).
 FULL: Dict[str, int] = dict(scenes=4000, steps=600, batch_size=64, warmup=40, eval_per_class=10, eval_retrieval=100)
 QUICK: Dict[str, int] = dict(scenes=24, steps=3, batch_size=8, warmup=1, eval_per_class=1, eval_retrieval=8)
-
-
-def sha256_file(path: Union[str, Path]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export_weights(checkpoint: Union[str, Path], out: Union[str, Path]) -> Path:
@@ -76,14 +71,15 @@ def evaluate_weights(weights: Union[str, Path], data_dir: Union[str, Path], seed
                      n_retrieval: int) -> Dict[str, Dict[str, float]]:
     """Zero-shot classification and retrieval of ``weights`` on held-out synthetic scenes (real evaluators)."""
     from farslip_ext.data import synthetic as syn
-    from farslip_ext.evaluation import (ImageTextRetrievalCsv, SceneClassificationCsv, load_model,
+    from farslip_ext.evaluation import (ImageTextRetrievalCsv, SceneClassificationCsv,
                                         run_retrieval_benchmarks, run_zeroshot_benchmarks)
+    from farslip_ext.loading import load
 
     data_dir = Path(data_dir)
     base = seed + SEED_OFFSETS["pretrain_eval"]
     csv_path, names = syn.write_classification_csv(data_dir / "cls", n_per_class=per_class, seed=base, size=128)
     ret_csv = syn.write_skyscript_csv(data_dir / "retrieval", n=n_retrieval, seed=base + 1, size=128)
-    lm = load_model(ARCH, str(weights), device="cpu", precision="fp32")
+    lm = load(ARCH, str(weights), device="cpu", precision="fp32")
     cls = run_zeroshot_benchmarks(lm.model, lm.tokenizer, lm.preprocess,
                                   [SceneClassificationCsv(csv_path, names, name="heldout_cls")],
                                   device=lm.device, precision="fp32", progress=False)

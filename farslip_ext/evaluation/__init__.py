@@ -27,7 +27,6 @@ from farslip_ext.evaluation.csv_datasets import (
     load_classnames,
     retrieval_benchmark,
 )
-from farslip_ext.evaluation.models import PRECISIONS, LoadedModel, autocast_context, load_model, resolve_device
 from farslip_ext.evaluation.zeroshot import (
     build_classifier,
     class_ranks,
@@ -62,7 +61,6 @@ __all__ = [
     "CLASSIFICATION_BENCHMARKS", "RETRIEVAL_BENCHMARKS", "PUBLISHED_CLASSIFICATION", "PUBLISHED_RETRIEVAL",
     "BenchmarkDataError", "SceneClassificationCsv", "ImageTextRetrievalCsv", "classification_benchmark",
     "retrieval_benchmark", "load_classnames",
-    "PRECISIONS", "LoadedModel", "load_model", "resolve_device", "autocast_context",
     "class_ranks", "classification_metrics", "build_classifier", "zeroshot_classification", "run_zeroshot_benchmarks",
     "mean_over_datasets",
     "first_match_ranks", "recall_at_k", "retrieval_metrics", "zeroshot_retrieval", "run_retrieval_benchmarks",

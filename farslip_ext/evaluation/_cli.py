@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from farslip_ext.evaluation.models import PRECISIONS
+from farslip_ext.precision import PRECISIONS
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="tag (s1, s2, openai, ...) or checkpoint file in any FarSLIP container; default: none")
     g.add_argument("--device", default="auto", help="cuda, cuda:1, cpu; default: cuda if available")
     g.add_argument("--precision", default="amp", choices=PRECISIONS,
-                   help="amp = fp16 autocast on CUDA as the reference (default); ignored on CPU")
+                   help="amp = fp16 autocast on CUDA as the reference (default; fp32 on a CPU), amp_bf16 = bf16 autocast, "
+                        "fp32, or low-precision weights fp16/bf16")
     g.add_argument("--batch-size", type=int, default=128)
     g.add_argument("--workers", type=int, default=4, help="data-loader processes")
 

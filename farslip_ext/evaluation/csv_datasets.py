@@ -1,5 +1,5 @@
 """The SkyScript benchmark layouts (CSV ``filepath,label`` + ``classnames.txt``; CSV ``filepath,<caption>``)
-as ``DATASETS`` registry entries, with the splits FarSLIP's tests use (farslip-method.md §3.5,
+as ``EVAL_DATASETS`` registry entries, with the splits FarSLIP's tests use (farslip-method.md §3.5,
 published-results.md §1.3-1.4).
 
 Layout under a benchmark root ``DATA_ROOT`` (SkyScript's ``BENCHMARK_DATASET_ROOT_DIR``)::
@@ -36,7 +36,9 @@ from typing import Iterable, Any, Callable, Counter, Dict, List, Optional, Seque
 import torch
 from torch.utils.data import Dataset
 
-from farslip_ext.registry import DATASETS
+from farslip_ext.errors import ClassNamesError, DataError
+from farslip_ext.io import load_rgb_image, read_class_lines
+from farslip_ext.registry import EVAL_DATASETS
 
 __all__ = [
     "BenchmarkDataError",
@@ -63,7 +65,7 @@ PathLike = Union[str, os.PathLike]
 BAD_ROW_POLICIES = ("error", "skip")
 
 
-class BenchmarkDataError(ValueError):
+class BenchmarkDataError(DataError):
     """A benchmark file is missing, malformed, or lists an image or class that does not exist."""
 
 
@@ -173,23 +175,12 @@ def read_csv_rows(path: PathLike, columns: Sequence[str], sep: str = ",") -> Lis
 
 
 def load_classnames(path: PathLike) -> List[str]:
-    """One class per line (SkyScript ``classnames.txt``); trailing blank lines are ignored."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"class-name list not found: {path} (expected one class name per line)")
-    with open(path, "r", encoding="utf-8-sig") as f:
-        names = [line.strip() for line in f.read().splitlines()]
-    while names and not names[-1]:
-        names.pop()
-    if not names:
-        raise BenchmarkDataError(f"{path} lists no classes")
-    blank = [i + 1 for i, n in enumerate(names) if not n]
-    if blank:
-        raise BenchmarkDataError(f"{path}: line(s) {blank[:5]} are blank; a class name cannot be empty")
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise BenchmarkDataError(f"{path}: class name(s) {dup[:5]} appear more than once")
-    return names
+    """One class per line (SkyScript ``classnames.txt``), read with the project's one class-file policy
+    (:func:`farslip_ext.io.read_class_lines`: trailing blank lines ignored, blank or repeated lines are errors)."""
+    try:
+        return read_class_lines(path)
+    except ClassNamesError as e:
+        raise BenchmarkDataError(str(e)) from None
 
 
 def _resolve(root: Optional[Path], p: str) -> str:
@@ -221,15 +212,11 @@ def _missing_images_error(csv_file: Path, missing: List[Tuple[int, str, str]], n
 
 
 def load_image(path: str) -> Any:
-    """An RGB PIL image; a file that cannot be decoded is an error naming it."""
-    from farslip_ext.data.datasets import load_image as _load_rgb
-
+    """An RGB PIL image; a file that cannot be decoded is a :class:`BenchmarkDataError` naming it."""
     try:
-        return _load_rgb(path)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # PIL raises several types for broken files
-        raise BenchmarkDataError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
+        return load_rgb_image(path)
+    except DataError as e:
+        raise BenchmarkDataError(str(e)) from e.__cause__
 
 
 class ImageFiles(Dataset):
@@ -247,7 +234,7 @@ class ImageFiles(Dataset):
         return self.transform(img) if self.transform is not None else img
 
 
-@DATASETS.register_module()
+@EVAL_DATASETS.register_module()
 class SceneClassificationCsv(Dataset):
     """A zero-shot scene-classification set in the SkyScript layout (CSV ``filepath,label`` +
     ``classnames.txt``), method §3.5. Items are ``(image, class_index)``.
@@ -388,7 +375,7 @@ def _is_int(s: str) -> bool:
         return False
 
 
-@DATASETS.register_module()
+@EVAL_DATASETS.register_module()
 class ImageTextRetrievalCsv:
     """An image-text retrieval set from a CSV of ``(filepath, caption)`` rows (method §4.6).
 

@@ -1,5 +1,5 @@
 """Result files and reports: CLIP_benchmark JSON records, markdown tables beside the published numbers
-(``farslip_ext.catalogue.load_published_results``, published-results.md §1.2-1.4), and the per-number
+(``farslip_ext.published.load_published_results``, published-results.md §1.2-1.4), and the per-number
 deviation check used by ``benchmarks/reproduce.py``.
 
 JSON records follow CLIP_benchmark (``{"dataset", "model", "pretrained", "task", "metrics", "language"}``,
@@ -112,7 +112,7 @@ def published_numbers(task: str, backbone: str, method: str) -> Dict[str, float]
 
     OVSS rows are named ``FarSLIP1``/``FarSLIP2`` in the paper; ``FarSLIP-s1``/``-s2`` are mapped.
     """
-    from farslip_ext.catalogue import load_published_results
+    from farslip_ext.published import load_published_results
 
     if task not in PUBLISHED_TABLES:
         raise KeyError(f"unknown task {task!r}; choose one of {sorted(PUBLISHED_TABLES)}")

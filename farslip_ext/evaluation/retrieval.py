@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from farslip_ext.evaluation.csv_datasets import ImageTextRetrievalCsv, resolve_benchmark_datasets
-from farslip_ext.evaluation.models import autocast_context
+from farslip_ext.precision import parse_precision
 
 __all__ = [
     "RECALL_KS",
@@ -117,7 +117,7 @@ def encode_images(model: torch.nn.Module, dataset: torch.utils.data.Dataset, dev
     feats: List[torch.Tensor] = []
     with torch.no_grad():
         for images in tqdm(loader, desc=desc, unit="batch", disable=not _progress(progress)):
-            with autocast_context(device, precision):
+            with parse_precision(precision, device).autocast(device):
                 f = model.encode_image(images.to(device, non_blocking=True))
             feats.append(F.normalize(_check_finite(f.float(), "image"), dim=-1))
     return torch.cat(feats)
@@ -134,7 +134,7 @@ def encode_texts(model: torch.nn.Module, tokenizer: Callable, texts: Sequence[st
     with torch.no_grad():
         for a in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", disable=not _progress(progress)):
             tokens = tokenizer(list(texts[a:a + batch_size])).to(device)
-            with autocast_context(device, precision):
+            with parse_precision(precision, device).autocast(device):
                 f = model.encode_text(tokens)
             feats.append(F.normalize(_check_finite(f.float(), "text"), dim=-1))
     return torch.cat(feats)

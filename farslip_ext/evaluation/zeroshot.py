@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from farslip_ext.evaluation.csv_datasets import SceneClassificationCsv, resolve_benchmark_datasets
-from farslip_ext.evaluation.models import autocast_context
+from farslip_ext.precision import parse_precision
 from farslip_ext.evaluation.templates import PromptTemplates, build_templates
 
 __all__ = [
@@ -82,7 +82,7 @@ def build_classifier(model: torch.nn.Module, tokenizer: Callable, classnames: Se
         raise ValueError("build_classifier: no class names")
     if not templates:
         raise ValueError("build_classifier: no prompt templates")
-    with torch.no_grad(), (autocast or autocast_context(device, "fp32")):
+    with torch.no_grad(), (autocast or parse_precision("fp32", device).autocast(device)):
         w = open_clip.build_zero_shot_classifier(model, tokenizer, list(classnames), tuple(templates),
                                                  num_classes_per_batch=classes_per_batch, device=device,
                                                  use_tqdm=_progress(progress))
@@ -119,7 +119,7 @@ def zeroshot_classification(model: torch.nn.Module, tokenizer: Callable, preproc
     logger.info("%s: %d images, %d classes, %d templates", name, len(dataset), len(classnames),
                 len(tset.for_dataset(name)))
     weights = build_classifier(model, tokenizer, classnames, tset.for_dataset(name), device=device,
-                               autocast=autocast_context(device, precision), progress=progress)
+                               autocast=parse_precision(precision, device).autocast(device), progress=progress)
     ds = dataset if getattr(dataset, "transform", None) is not None else _Transformed(dataset, preprocess)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=device.type == "cuda")
@@ -130,7 +130,7 @@ def zeroshot_classification(model: torch.nn.Module, tokenizer: Callable, preproc
     with torch.no_grad():
         for images, target in tqdm(loader, desc=f"zeroshot {name}", unit="batch", disable=not _progress(progress)):
             images = images.to(device, non_blocking=True)
-            with autocast_context(device, precision):
+            with parse_precision(precision, device).autocast(device):
                 feats = model.encode_image(images)
             if not torch.isfinite(feats).all():
                 raise RuntimeError(f"{name}: the model produced non-finite image embeddings (try --precision fp32)")

@@ -6,15 +6,17 @@ the fix.
 """
 from __future__ import annotations
 
+from farslip_ext.errors import FarSLIPError
+
 __all__ = ["GeoSegmentError", "RasterReadError", "RasterNotFoundError", "BandSelectionError", "TilingError",
            "ClassListError", "OutputExistsError"]
 
 
-class GeoSegmentError(ValueError):
+class GeoSegmentError(FarSLIPError, ValueError):
     """Base class of the usage errors of the geo segmentation."""
 
 
-class RasterNotFoundError(FileNotFoundError):
+class RasterNotFoundError(FarSLIPError, FileNotFoundError):
     """The input image does not exist."""
 
 

@@ -1,40 +1,37 @@
-"""The built-in farslip_ext plugin: registers the package's own catalogue and components through the
-same hooks a third-party plugin uses (see :mod:`farslip_ext.plugins.hookspecs`)."""
+"""The built-in farslip_ext plugin: the package's own catalogue and file locations, through the same hooks
+a third-party plugin uses (see :mod:`farslip_ext.plugins.hookspecs`).
+
+Built-in *components* need no hook: each registry finds them through mmengine's ``locations``
+(:mod:`farslip_ext.registry`), which imports only the subpackage that defines them.
+"""
 from __future__ import annotations
 
-import importlib
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List
 
+from farslip_ext.catalogue import catalogue_dir, load_pretrained_manifest, model_config_dir, package_dir
 from farslip_ext.plugins.hookspecs import hookimpl
-
-#: Subpackages whose import registers the built-in components (``@REGISTRY.register_module()`` runs at
-#: import). Each subpackage's ``__init__`` imports its component modules.
-COMPONENT_PACKAGES: List[str] = [
-    "farslip_ext.models",
-    "farslip_ext.losses",
-    "farslip_ext.heads",
-    "farslip_ext.teachers",
-    "farslip_ext.data",
-    "farslip_ext.train",
-    "farslip_ext.evaluation",
-]
-
-
-@hookimpl
-def farslip_register_components(registries: Mapping[str, Any]) -> None:
-    for mod in COMPONENT_PACKAGES:
-        importlib.import_module(mod)
 
 
 @hookimpl
 def farslip_model_config_paths() -> List[str]:
-    from farslip_ext.catalogue import model_config_dir
-
     return [str(model_config_dir())]
 
 
 @hookimpl
 def farslip_pretrained_cfgs() -> Dict[str, Dict[str, Dict[str, Any]]]:
-    from farslip_ext.catalogue import load_pretrained_manifest
-
     return load_pretrained_manifest()
+
+
+@hookimpl
+def farslip_recipe_paths() -> List[str]:
+    return [str(package_dir() / "train" / "recipes")]
+
+
+@hookimpl
+def farslip_ovss_config_paths() -> List[str]:
+    return [str(package_dir() / "segmentation" / "configs")]
+
+
+@hookimpl
+def farslip_classname_paths() -> List[str]:
+    return [str(catalogue_dir() / "classnames")]

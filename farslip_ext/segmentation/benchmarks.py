@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
 
+from farslip_ext.errors import FarSLIPError
+
 __all__ = ["Benchmark", "BENCHMARKS", "BENCHMARK_ORDER", "get_benchmark", "resolve_benchmarks", "find_dataset_root",
            "DatasetNotFoundError"]
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(FarSLIPError, FileNotFoundError):
     """A benchmark's folder (or its image/label folders) is missing under the data root."""
 
 

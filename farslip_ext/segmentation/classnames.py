@@ -13,7 +13,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple, Union
+
+from farslip_ext.errors import ClassNamesError
+from farslip_ext.io import read_class_lines
 
 __all__ = ["ClassNames", "ClassNamesError", "load_class_names", "parse_class_lines", "catalogue_classnames_dir",
            "resolve_classname_path", "CATALOGUE_PREFIX"]
@@ -23,10 +26,6 @@ logger = logging.getLogger(__name__)
 CATALOGUE_PREFIX = "catalogue:"
 
 ClassNamesSpec = Union[str, Path, Sequence[str], Sequence[Sequence[str]], "ClassNames"]
-
-
-class ClassNamesError(ValueError):
-    """A class-name file or list is malformed."""
 
 
 @dataclass(frozen=True)
@@ -100,12 +99,15 @@ def parse_class_lines(lines: Sequence[str], source: str = "<list>") -> ClassName
         classes.append(names)
     if not classes:
         raise ClassNamesError(f"{where} is empty; it needs one line per class")
-    seen = {}
+    seen: Dict[str, int] = {}
     for ci, names in enumerate(classes):
         for n in names:
-            if n in seen and seen[n] != ci:
-                logger.warning("%s: the name %r belongs to classes %d and %d", where, n, seen[n], ci)
-            seen.setdefault(n, ci)
+            if n in seen:
+                raise ClassNamesError(
+                    f"{where}: the name {n!r} is given for class {seen[n]} ({', '.join(classes[seen[n]])}) and again "
+                    f"for class {ci} ({', '.join(names)}); a name can belong to one class only (the two would split "
+                    f"its probability and lower the mIoU). Remove one of them.")
+            seen[n] = ci
     return ClassNames(tuple(classes), source=source)
 
 
@@ -119,12 +121,7 @@ def load_class_names(spec: ClassNamesSpec) -> ClassNames:
                               f"'{CATALOGUE_PREFIX}cls_<dataset>.txt' or a list of class names")
     if isinstance(spec, (str, Path)):
         path = resolve_classname_path(spec)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise ClassNamesError(f"class-name file {path} is not UTF-8 text ({e}); save it as UTF-8") from None
-        lines = text.splitlines()
-        return parse_class_lines(lines, source=str(path))
+        return parse_class_lines(read_class_lines(path), source=str(path))
     items = list(spec)
     if items and all(isinstance(x, (list, tuple)) for x in items):
         return parse_class_lines([",".join(str(n) for n in x) for x in items])

@@ -41,6 +41,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 import numpy as np
 from PIL import Image
 
+from farslip_ext.errors import LabelFormatError
 from farslip_ext.segmentation.benchmarks import BENCHMARKS, Benchmark, get_benchmark
 
 __all__ = [
@@ -89,12 +90,8 @@ VAIHINGEN_VAL_AREAS = ("area6", "area24", "area35", "area16", "area14", "area22"
                        "area8", "area31", "area33", "area27", "area38", "area12", "area29")
 
 
-class LabelRangeError(ValueError):
+class LabelRangeError(LabelFormatError):
     """A label holds values outside the dataset's label set."""
-
-
-class LabelFormatError(ValueError):
-    """A label file is not what the dataset's release ships (colour vs. index, size)."""
 
 
 @dataclass

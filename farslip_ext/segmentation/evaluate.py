@@ -104,7 +104,7 @@ def build_ovss_config(dataset: str, model: str, pretrained: Optional[str] = None
 
 def parse_comparison(items: Optional[Sequence[str]]) -> List[Tuple[str, str]]:
     """``["B/16:FarSLIP2", ...]`` → ``[("B/16", "FarSLIP2"), ...]`` checked against the published table."""
-    from farslip_ext.catalogue import load_published_results
+    from farslip_ext.published import load_published_results
 
     table = load_published_results()["ovss_miou"]
     out = []
@@ -123,7 +123,7 @@ def default_comparison(model: str, pretrained: Optional[str]) -> List[Tuple[str,
     """Published rows to print beside a run: the matching FarSLIP row for ``farslip-vitb{16,32}`` +
     ``s1``/``s2`` (or a ``FarSLIP{1,2}_ViT-B-{16,32}.pt`` file), CLIP for ``openai``, else both FarSLIP rows
     of the backbone when it can be read from the names."""
-    from farslip_ext.catalogue import load_published_results
+    from farslip_ext.published import load_published_results
 
     table = load_published_results()["ovss_miou"]
     text = f"{model} {pretrained or ''}".lower()
@@ -149,7 +149,7 @@ def _fmt(v: Optional[float]) -> str:
 
 def format_markdown(results: Dict[str, float], rows: Sequence[Tuple[str, str]], label: str = "this run") -> str:
     """A markdown table: one line per dataset (+ Mean), our mIoU, each published row and the difference."""
-    from farslip_ext.catalogue import load_published_results
+    from farslip_ext.published import load_published_results
 
     table = load_published_results()["ovss_miou"]
     names = [n for n in (BENCHMARKS[k].name for k in BENCHMARK_ORDER) if n in results]
@@ -176,7 +176,7 @@ def format_markdown(results: Dict[str, float], rows: Sequence[Tuple[str, str]], 
 def write_report(results: Dict[str, float], work_dir: Union[str, Path], meta: Dict[str, Any],
                  rows: Sequence[Tuple[str, str]]) -> Tuple[Path, Path]:
     """Write ``ovss_results.json`` and ``ovss_results.md`` into ``work_dir``."""
-    from farslip_ext.catalogue import load_published_results
+    from farslip_ext.published import load_published_results
 
     wd = Path(work_dir)
     wd.mkdir(parents=True, exist_ok=True)
@@ -215,7 +215,7 @@ def run_ovss(model: str, pretrained: Optional[str] = None, datasets: Union[str, 
     """
     from mmengine.runner import Runner
 
-    import farslip_ext.segmentation  # noqa: F401  (registers FarSLIPSeg and the datasets)
+    import farslip_ext.segmentation.segmentor  # noqa: F401  (registers FarSLIPSeg; the package registers the rest)
 
     benches: List[Benchmark] = resolve_benchmarks(datasets)
     run, _ = _split_overrides(overrides)

@@ -11,12 +11,14 @@ import logging
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
+from farslip_ext.errors import ConfigError
+
 __all__ = ["OVSSCheckHook", "ClassCountMismatchError"]
 
 logger = logging.getLogger(__name__)
 
 
-class ClassCountMismatchError(ValueError):
+class ClassCountMismatchError(ConfigError):
     """The class-name file and the dataset disagree on the number of classes."""
 
 

@@ -14,11 +14,8 @@ tower in batched forwards (windows of one image are never split unless there are
 """
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -30,10 +27,14 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from torch import Tensor, nn
 
+from farslip_ext.compat import parse_to_args
 from farslip_ext.devices import resolve_device
+from farslip_ext.loading import LoadedModel, get_tokenizer, load
 from farslip_ext.models import build_dense_attention, dense_forward
 from farslip_ext.models.dense_attn import check_supported_tower
 from farslip_ext.segmentation.classnames import ClassNames, load_class_names
+from farslip_ext.precision import PRECISIONS as _PRECISIONS
+from farslip_ext.precision import parse_precision
 from farslip_ext.segmentation.text_cache import TextEmbeddingCache
 
 __all__ = [
@@ -44,7 +45,6 @@ __all__ = [
     "PRECISIONS",
     "WINDOW_MODES",
     "slide_windows",
-    "load_clip",
     "resolve_templates",
 ]
 
@@ -54,16 +54,12 @@ logger = logging.getLogger(__name__)
 CLIP_MEAN_255 = (122.771, 116.746, 104.094)
 CLIP_STD_255 = (68.501, 66.632, 70.323)
 
-#: ``auto``: fp16 on CUDA (the reference), fp32 on CPU. ``fp16``/``bf16``: low-precision weights
-#: (open_clip's mixed conversion); ``amp``/``amp_bf16``: fp32 weights + CUDA autocast.
-PRECISIONS = ("auto", "fp32", "fp16", "bf16", "amp", "amp_bf16")
+#: The shared vocabulary (:mod:`farslip_ext.precision`); ``auto`` is fp16 weights on CUDA (the reference)
+#: and fp32 on a CPU.
+PRECISIONS = _PRECISIONS
 #: ``resize``: every window that is not the model's input size is resized to it (RS-OVSS, FarSLIP numbers);
 #: ``native``: windows run at their own (patch-padded) size with interpolated positions (SegEarth-OV).
 WINDOW_MODES = ("resize", "native")
-_CKPT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
-
-_MODEL_CACHE: "OrderedDict[tuple, Tuple[nn.Module, Callable]]" = OrderedDict()
-_MODEL_CACHE_SIZE = 2
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -111,63 +107,6 @@ def resolve_templates(templates: Any) -> List[Callable[[str], str]]:
     return list(build_templates(templates).for_dataset(None))
 
 
-def _file_sig(p: Any) -> Any:
-    if isinstance(p, (str, Path)) and Path(p).is_file():
-        st = Path(p).stat()
-        return (str(Path(p).resolve()), st.st_size, st.st_mtime_ns)
-    return None
-
-
-def load_clip(model: str, pretrained: Optional[str] = None, *, precision: str = "fp32",
-              device: Union[str, torch.device] = "cpu", model_kwargs: Optional[Dict[str, Any]] = None,
-              cache_dir: Optional[str] = None, reuse: bool = True) -> Tuple[nn.Module, Callable]:
-    """An eval-mode OpenCLIP model and its tokenizer (frozen; shared between segmentors when ``reuse``).
-
-    ``model``: a farslip name (``farslip-vitb16`` with a tag or checkpoint path as ``pretrained``),
-    ``hf-hub:org/repo``, ``local-dir:/path``, a stock open_clip name (``ViT-B-16`` + ``openai``), or a
-    checkpoint file (its architecture is inferred from the tensor shapes).
-    """
-    import open_clip
-
-    import farslip_ext
-    from farslip_ext.convert import convert_state_dict, load_checkpoint_file
-
-    model_kwargs = dict(model_kwargs or {})
-    key = (model, _file_sig(model), pretrained, _file_sig(pretrained), precision, str(device),
-           json.dumps(model_kwargs, sort_keys=True, default=str), cache_dir)
-    if reuse and key in _MODEL_CACHE:
-        _MODEL_CACHE.move_to_end(key)
-        return _MODEL_CACHE[key]
-    name = model
-    if Path(str(model)).is_file():
-        if pretrained is not None:
-            raise ValueError(f"model={model!r} is a checkpoint file and pretrained={pretrained!r} is set too; pass "
-                             f"model=<architecture> with pretrained=<file>, or the file alone as model")
-        name = convert_state_dict(load_checkpoint_file(model)).arch
-        pretrained = str(model)
-        logger.info("%s: inferred architecture %s from its tensors", model, name)
-    elif str(model).endswith(_CKPT_SUFFIXES):
-        raise FileNotFoundError(f"model={model!r} looks like a checkpoint file but does not exist")
-    elif not str(model).startswith(("hf-hub:", "local-dir:")) and name not in open_clip.list_models():
-        import difflib
-
-        close = difflib.get_close_matches(name, open_clip.list_models(), n=3, cutoff=0.6)
-        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-        raise ValueError(f"unknown OpenCLIP model {model!r}{hint}. Pass a farslip name ({farslip_ext.list_models()}), "
-                         f"a stock open_clip name (open_clip.list_models()), 'hf-hub:<org>/<repo>', "
-                         f"'local-dir:<folder>' or a checkpoint file")
-    oc_precision = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "amp": "fp32", "amp_bf16": "fp32"}[precision]
-    net = farslip_ext.create_model(name, pretrained=pretrained, precision=oc_precision, device=device,
-                                   cache_dir=cache_dir, **model_kwargs)
-    net.eval().requires_grad_(False)
-    tokenizer = farslip_ext.get_tokenizer(net, name)
-    if reuse:
-        _MODEL_CACHE[key] = (net, tokenizer)
-        while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
-            _MODEL_CACHE.popitem(last=False)
-    return net, tokenizer
-
-
 def _rescale_long_side(h: int, w: int, long_side: int) -> Tuple[int, int]:
     """mmcv ``Resize(scale=(L, L), keep_ratio=True)``: scale = min(L/long, L/short) = L/long; round half up."""
     scale = min(long_side / max(h, w), long_side / min(h, w))
@@ -183,15 +122,20 @@ class FarSLIPSegDataPreProcessor(SegDataPreProcessor):
     as a list (no padding, so no padded pixels reach the windows), which :class:`FarSLIPSeg` accepts.
     """
 
+    def __init__(self, *args: Any, bgr_to_rgb: bool = False, rgb_to_bgr: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, bgr_to_rgb=bgr_to_rgb, rgb_to_bgr=rgb_to_bgr, **kwargs)
+        self.swap_channels = bool(bgr_to_rgb or rgb_to_bgr)
+        self.normalize = kwargs.get("mean") is not None
+
     def forward(self, data: dict, training: bool = False) -> Dict[str, Any]:
         if training or self.test_cfg:
             return super().forward(data, training)
         data = self.cast_data(data)
         inputs = data["inputs"]
-        if self._channel_conversion and inputs[0].size(0) == 3:
+        if self.swap_channels and inputs[0].size(0) == 3:
             inputs = [x[[2, 1, 0], ...] for x in inputs]
         inputs = [x.float() for x in inputs]
-        if self._enable_normalize:
+        if self.normalize:
             inputs = [(x - self.mean) / self.std for x in inputs]
         if all(x.shape == inputs[0].shape for x in inputs):
             inputs = torch.stack(inputs, dim=0)
@@ -204,8 +148,10 @@ class FarSLIPSeg(BaseSegmentor):
     """Training-free OVSS with an OpenCLIP model (ovss-protocol.md §1; defaults = the FarSLIP protocol, §1.7).
 
     Args:
-        model: OpenCLIP model: farslip name, ``hf-hub:``/``local-dir:``, stock open_clip name, checkpoint
-            file, or a built ``nn.Module`` (then pass ``tokenizer`` or let ``get_tokenizer`` find one).
+        model: OpenCLIP model: anything :func:`farslip_ext.load` accepts (farslip name, ``hf-hub:``/``local-dir:``,
+            stock open_clip name, checkpoint file), a :class:`~farslip_ext.LoadedModel` (shared as is: load once,
+            pass it to several segmentors), or a built ``nn.Module`` (then pass ``tokenizer`` or let
+            ``get_tokenizer`` find one).
         pretrained: tag (``s1``, ``s2``, ``openai``, ...) or checkpoint path.
         class_names: class-name file, ``"catalogue:cls_<dataset>.txt"``, or a list (``["a,b", "c"]`` or
             ``[["a", "b"], ["c"]]``); ``name_path`` is accepted as an alias (SegEarth-OV configs).
@@ -225,8 +171,6 @@ class FarSLIPSeg(BaseSegmentor):
         model_kwargs: extra ``create_model`` arguments (``force_quick_gelu``, ...); cache_dir: weights cache.
         text_cache: keep text embeddings on disk too (``$FARSLIP_CACHE/text_embeddings``).
         check_labels: fail on ground-truth values that are neither a class index nor 255.
-        reuse_model: share the loaded model between segmentors with the same settings (one load for all
-            eight datasets of a run).
     """
 
     def __init__(
@@ -257,7 +201,6 @@ class FarSLIPSeg(BaseSegmentor):
         text_cache: bool = True,
         text_batch_size: int = 256,
         check_labels: bool = True,
-        reuse_model: bool = True,
         data_preprocessor: Optional[Union[dict, nn.Module]] = None,
         init_cfg: Optional[dict] = None,
     ) -> None:
@@ -265,8 +208,6 @@ class FarSLIPSeg(BaseSegmentor):
         if class_names is not None and name_path is not None:
             raise ValueError("pass class_names or name_path (its alias), not both")
         names = load_class_names(class_names if class_names is not None else name_path)
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision={precision!r}; choose one of {PRECISIONS}")
         if window_mode not in WINDOW_MODES:
             raise ValueError(f"window_mode={window_mode!r}; choose one of {WINDOW_MODES} "
                              f"('resize': FarSLIP/RS-OVSS, 'native': SegEarth-OV)")
@@ -285,25 +226,21 @@ class FarSLIPSeg(BaseSegmentor):
             raise ValueError(f"window_batch_size={window_batch_size!r} must be >= 1")
         template_fns = resolve_templates(templates)
         dev = resolve_device(device)
-        if precision == "auto":
-            precision = "fp16" if dev.type == "cuda" else "fp32"
-        elif dev.type != "cuda" and precision in ("fp16", "bf16", "amp", "amp_bf16"):
-            logger.warning("precision=%r on %s: %s", precision, dev,
-                           "autocast is CUDA-only here, running fp32" if precision.startswith("amp")
-                           else "low-precision weights on a CPU are slow")
+        prec = parse_precision(precision, dev, auto_cuda="fp16", what="FarSLIPSeg precision")
+        if dev.type != "cuda" and prec.weights != "fp32":
+            logger.warning("precision=%r on %s: low-precision weights on a CPU are slow", precision, dev)
 
-        # ---- the OpenCLIP model
-        if isinstance(model, nn.Module):
+        # ---- the OpenCLIP model (a LoadedModel or module is shared as is: that is how callers reuse one)
+        if isinstance(model, LoadedModel):
+            net, tokenizer = model.model.to(dev), tokenizer or model.tokenizer
+            model_desc = model.source
+        elif isinstance(model, nn.Module):
             net = model.eval().requires_grad_(False).to(dev)
-            if tokenizer is None:
-                import farslip_ext
-
-                tokenizer = farslip_ext.get_tokenizer(net)
+            tokenizer = tokenizer or get_tokenizer(net)
             model_desc = type(model).__name__
         else:
-            net, tok = load_clip(model, pretrained, precision=precision, device=dev, model_kwargs=model_kwargs,
-                                 cache_dir=cache_dir, reuse=reuse_model)
-            tokenizer = tokenizer or tok
+            lm = load(model, pretrained, precision=prec, device=dev, cache_dir=cache_dir, **dict(model_kwargs or {}))
+            net, tokenizer = lm.model, tokenizer or lm.tokenizer
             model_desc = f"{model}" + (f" ({pretrained})" if pretrained else "")
         visual = getattr(net, "visual", None)
         if visual is None:
@@ -333,7 +270,7 @@ class FarSLIPSeg(BaseSegmentor):
         self.patch_size = _pair(ps, "patch_size")
         self.resize_long_side = resize_long_side
         self.window_batch_size = int(window_batch_size)
-        self.precision = precision
+        self.precision = prec
         self.check_labels = check_labels
         self.align_corners = False
         self._pinned_device = None if device in (None, "auto") else dev
@@ -377,7 +314,7 @@ class FarSLIPSeg(BaseSegmentor):
         to its default device)."""
         pinned = getattr(self, "_pinned_device", None)
         if pinned is not None:
-            device, dtype, non_blocking, _ = torch._C._nn._parse_to(*args, **kwargs)
+            device, dtype, non_blocking = parse_to_args(*args, **kwargs)
             if device is not None and (device.type != pinned.type or
                                        (pinned.index is not None and device.index not in (None, pinned.index))):
                 logger.info("FarSLIPSeg stays on %s (device=%s was requested) instead of moving to %s",
@@ -399,10 +336,7 @@ class FarSLIPSeg(BaseSegmentor):
         return self.query_features.device
 
     def _autocast(self, device: Optional[torch.device] = None) -> ContextManager:
-        dev = device or self.device
-        if dev.type == "cuda" and self.precision in ("amp", "amp_bf16"):
-            return torch.autocast("cuda", dtype=torch.float16 if self.precision == "amp" else torch.bfloat16)
-        return contextlib.nullcontext()
+        return self.precision.autocast(device or self.device)
 
     # --------------------------------------------------------------------------- the maths
     def _window_logits(self, windows: Tensor) -> Tensor:

@@ -25,6 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from farslip_ext.compat import tensor_version
+from farslip_ext.io import cache_root
+
 __all__ = ["text_cache_dir", "text_fingerprint", "compute_text_embeddings", "TextEmbeddingCache", "clear_memory_cache"]
 
 logger = logging.getLogger(__name__)
@@ -38,9 +41,7 @@ _FINGERPRINTS: "weakref.WeakKeyDictionary[nn.Module, Tuple[tuple, str]]" = weakr
 
 def text_cache_dir() -> Path:
     """``$FARSLIP_CACHE/text_embeddings`` (the same root as the converted-weights cache)."""
-    root = os.environ.get("FARSLIP_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")), "farslip_ext")
-    return Path(root) / "text_embeddings"
+    return cache_root() / "text_embeddings"
 
 
 def clear_memory_cache() -> None:
@@ -56,9 +57,9 @@ def _text_tensors(model: nn.Module) -> List[Tuple[str, torch.Tensor]]:
 
 def text_fingerprint(model: nn.Module) -> str:
     """sha256 of every text-side tensor (names, shapes, dtypes, bytes); memoised per model while its
-    tensors are unchanged (in-place edits bump ``Tensor._version`` and invalidate the memo)."""
+    tensors are unchanged (in-place edits bump the tensor version counter and invalidate the memo)."""
     tensors = _text_tensors(model)
-    state = tuple((k, v.data_ptr(), v._version, str(v.dtype), tuple(v.shape)) for k, v in tensors)
+    state = tuple((k, v.data_ptr(), tensor_version(v), str(v.dtype), tuple(v.shape)) for k, v in tensors)
     memo = _FINGERPRINTS.get(model)
     if memo is not None and memo[0] == state:
         return memo[1]

@@ -1,31 +1,27 @@
 """Loading transforms that fail clearly (registered in ``mmseg.registry.TRANSFORMS``; ovss-protocol.md §2.3, §6).
 
 ``FarSLIPLoadImageFromFile`` is mmcv's ``LoadImageFromFile`` and ``FarSLIPLoadAnnotations`` is mmseg's
-``LoadAnnotations`` (same decoding, ``reduce_zero_label`` and ``label_map``), except that a missing or
-undecodable file, a colour (multi-channel) label and a label whose size differs from its image raise
-an error naming the file and the fix instead of an assertion or a shape error deep inside IoUMetric.
+``LoadAnnotations`` (mmseg's own decoding, ``reduce_zero_label`` and ``label_map``, run unchanged), with
+checks around them: a missing or undecodable file, a colour (multi-channel) label, a 16-bit label with
+values above 255 and a label whose size differs from its image raise an error naming the file and the
+fix instead of an assertion or a shape error deep inside IoUMetric.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional
 
-import mmcv
-import numpy as np
 from mmcv.transforms import LoadImageFromFile
-from mmengine import fileio
 from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.registry import TRANSFORMS
+
+from farslip_ext.errors import DataError, LabelFormatError
 
 __all__ = ["FarSLIPLoadImageFromFile", "FarSLIPLoadAnnotations", "ImageDecodeError", "LabelFormatError"]
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(DataError):
     """An image or label file exists but cannot be decoded."""
-
-
-class LabelFormatError(ValueError):
-    """A label file decodes, but is not a single-channel index image of its image's size."""
 
 
 def _local_missing(path: str) -> bool:
@@ -57,51 +53,58 @@ class FarSLIPLoadImageFromFile(LoadImageFromFile):
 
 @TRANSFORMS.register_module()
 class FarSLIPLoadAnnotations(LoadAnnotations):
-    """mmseg ``LoadAnnotations`` with checks: the label must decode to one channel of the image's size."""
+    """mmseg's ``LoadAnnotations`` (its own decoding, ``reduce_zero_label`` and ``label_map``), with checks
+    around it: the label must exist, decode, hold one channel of 8-bit class indices, and match its image's size.
 
-    def _load_seg_map(self, results: dict) -> None:
+    The checks before mmseg runs read only the file header (mmseg casts to uint8, which would wrap a 16-bit
+    label silently); the checks after it look at the decoded map.
+    """
+
+    def transform(self, results: dict) -> dict:
         path = results["seg_map_path"]
         if _local_missing(path):
             raise FileNotFoundError(f"label {path} does not exist for image {results.get('img_path')}; every image "
                                     f"needs a label with the dataset's seg_map_suffix (re-run the converter)")
+        if "://" not in str(path):
+            _check_label_header(path)
         try:
-            raw = mmcv.imfrombytes(fileio.get(path, backend_args=self.backend_args), flag="unchanged",
-                                   backend=self.imdecode_backend)
-        except Exception as e:
+            out = super().transform(results)
+        except (AssertionError, ValueError, TypeError) as e:
+            if "reduce_zero_label" in str(e):
+                raise ValueError(f"FarSLIPLoadAnnotations(reduce_zero_label={self.reduce_zero_label}) but the dataset "
+                                 f"uses reduce_zero_label={results.get('reduce_zero_label')}; set it on the dataset "
+                                 f"only") from None
             raise ImageDecodeError(f"cannot decode label {path} ({type(e).__name__}: {e}); re-create it with "
                                    f"`farslip ovss-convert`") from None
-        if raw is None:
-            raise ImageDecodeError(f"cannot decode label {path}; re-create it with `farslip ovss-convert`")
-        arr = np.asarray(raw)
-        if arr.ndim == 3 and arr.shape[2] == 1:
-            arr = arr[:, :, 0]
-        if arr.ndim != 2:
+        except Exception as e:  # decoder errors of cv2 / PIL / turbojpeg
+            raise ImageDecodeError(f"cannot decode label {path} ({type(e).__name__}: {e}); re-create it with "
+                                   f"`farslip ovss-convert`") from None
+        gt = out.get("gt_seg_map")
+        if gt is None or gt.ndim != 2:
+            shape = None if gt is None else gt.shape
             raise LabelFormatError(
-                f"label {path} has shape {arr.shape}: labels must be single-channel class-index images (PIL mode 'L'), "
+                f"label {path} has shape {shape}: labels must be single-channel class-index images (PIL mode 'L'), "
                 f"this looks like a colour mask. Convert the official release with `farslip ovss-convert <dataset>`.")
-        ori = results.get("ori_shape")
-        if ori is not None and tuple(arr.shape) != tuple(ori[:2]):
-            raise LabelFormatError(f"label {path} is {arr.shape[1]}x{arr.shape[0]} (WxH) but its image "
+        ori = out.get("ori_shape") or (out["img"].shape[:2] if out.get("img") is not None else None)
+        if ori is not None and tuple(gt.shape) != tuple(ori[:2]):
+            raise LabelFormatError(f"label {path} is {gt.shape[1]}x{gt.shape[0]} (WxH) but its image "
                                    f"{results.get('img_path')} is {ori[1]}x{ori[0]}; image and label must match")
-        if arr.dtype != np.uint8:
-            if arr.size and (arr.min() < 0 or arr.max() > 255):
-                raise LabelFormatError(f"label {path} ({arr.dtype}) holds values outside 0..255; class indices must "
-                                       f"fit in uint8 (re-create it with `farslip ovss-convert`)")
-            arr = arr.astype(np.uint8)
-        gt = arr.copy()
-        # --- from here on exactly mmseg's LoadAnnotations._load_seg_map
-        if self.reduce_zero_label is None:
-            self.reduce_zero_label = results["reduce_zero_label"]
-        if self.reduce_zero_label != results["reduce_zero_label"]:
-            raise ValueError(f"FarSLIPLoadAnnotations(reduce_zero_label={self.reduce_zero_label}) but the dataset uses "
-                             f"reduce_zero_label={results['reduce_zero_label']}; set it on the dataset only")
-        if self.reduce_zero_label:
-            gt[gt == 0] = 255
-            gt = gt - 1
-            gt[gt == 254] = 255
-        if results.get("label_map", None) is not None:
-            orig = gt.copy()
-            for old_id, new_id in results["label_map"].items():
-                gt[orig == old_id] = new_id
-        results["gt_seg_map"] = gt
-        results["seg_fields"].append("gt_seg_map")
+        return out
+
+
+def _check_label_header(path: str) -> None:
+    """Reject label files mmseg would silently mangle: more than 8 bits per value, or unreadable files."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            extrema = im.getextrema() if mode in ("I;16", "I;16B", "I;16L", "I", "F") else None
+    except (UnidentifiedImageError, OSError) as e:
+        raise ImageDecodeError(f"cannot decode label {path} ({type(e).__name__}: {e}); re-create it with "
+                               f"`farslip ovss-convert`") from None
+    if extrema is not None:
+        lo, hi = extrema if not isinstance(extrema[0], tuple) else extrema[0]
+        if lo < 0 or hi > 255:
+            raise LabelFormatError(f"label {path} ({mode}) holds values outside 0..255; class indices must fit in "
+                                   f"uint8 (re-create it with `farslip ovss-convert`)")

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 from torch import nn
 
+from farslip_ext.compat import foreach_lerp_, unwrap_compiled
+from farslip_ext.models.logit_scale import LOGIT_SCALE_MAX, clamp_logit_scale_
 from farslip_ext.registry import TEACHERS
 
 __all__ = ["Teacher", "ActiveTeacher", "EMATeacher", "FrozenTeacher", "unwrap_model", "LOGIT_SCALE_MAX"]
@@ -31,7 +32,6 @@ __all__ = ["Teacher", "ActiveTeacher", "EMATeacher", "FrozenTeacher", "unwrap_mo
 logger = logging.getLogger(__name__)
 
 #: Upper clamp of the (log) logit scale, as after every training step (ln 100).
-LOGIT_SCALE_MAX = math.log(100)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -39,8 +39,8 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     while True:
         if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module
-        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
-            model = model._orig_mod
+        elif unwrap_compiled(model) is not model:
+            model = unwrap_compiled(model)
         else:
             return model
 
@@ -146,7 +146,7 @@ class EMATeacher(_CopyTeacher):
     """Exponential-moving-average teacher (``--distill-type ema``, the reference's params default, §1.4).
 
     ``update(student)``: ``θ_t ← m·θ_t + (1−m)·θ_s`` over all parameters (text tower included) and all
-    floating-point buffers, with ``torch._foreach_lerp_``; buffers that are not floating point, or hold
+    floating-point buffers, with one fused ``lerp`` over all tensors (:func:`farslip_ext.compat.foreach_lerp_`); buffers that are not floating point, or hold
     non-finite values at ``setup`` (e.g. the ``-inf`` causal ``attn_mask``, where the EMA would give
     NaN), are copied instead. Afterwards the teacher's ``logit_scale`` (if any) is clamped to
     ``[0, ln 100]``.
@@ -197,13 +197,11 @@ class EMATeacher(_CopyTeacher):
         t_list = [t_params[k] for k in names] + [t_bufs[k] for k in self._ema_buffers]
         s_list = [s_params[k].detach() for k in names] + [s_bufs[k] for k in self._ema_buffers]
         if t_list:
-            torch._foreach_lerp_(t_list, s_list, 1.0 - self.momentum)
+            foreach_lerp_(t_list, s_list, 1.0 - self.momentum)
         for k in self._copy_buffers:
             t_bufs[k].copy_(s_bufs[k])
         if self.clamp_logit_scale:
-            scale = getattr(teacher, "logit_scale", None)
-            if isinstance(scale, torch.Tensor):
-                scale.clamp_(0, LOGIT_SCALE_MAX)
+            clamp_logit_scale_(teacher)
 
     def before_optimizer_step(self, student: nn.Module) -> None:
         """Update here when ``update_before_step`` (reference timing)."""

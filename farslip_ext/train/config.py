@@ -12,6 +12,8 @@ from typing import Any, Dict, List, Optional, Union
 
 from mmengine.config import Config, ConfigDict
 
+from farslip_ext.models.logit_scale import LOGIT_SCALE_MAX
+
 __all__ = ["DEFAULTS", "RECIPES_DIR", "list_recipes", "load_config", "validate_config", "config_to_dict"]
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
@@ -27,11 +29,9 @@ DEFAULTS: Dict[str, Any] = dict(
         work_dir="work_dirs/run", device="auto", precision="amp_bf16", seed=0, grad_checkpointing=False,
         compile=False, channels_last=False, find_unused_parameters=False, log_every=10, save_every_steps=1000,
         keep_step_checkpoints=False, resume="auto", progress=True, tensorboard=False, wandb=False,
-        logit_scale_max=4.605170185988092,  # ln(100), the reference clamp
+        logit_scale_max=LOGIT_SCALE_MAX,  # ln(100), the reference clamp
     ),
 )
-
-_PRECISIONS = ("fp32", "amp", "amp_fp16", "amp_bf16", "bf16", "fp16")
 
 
 def list_recipes() -> List[str]:
@@ -72,10 +72,9 @@ def load_config(path_or_name: Union[str, Path], options: Optional[Dict[str, Any]
 
 def validate_config(cfg: Config) -> None:
     """Actionable errors for the values people get wrong."""
-    t = cfg.train
-    if t.precision not in _PRECISIONS:
-        raise ValueError(f"train.precision={t.precision!r}; accepted: {list(_PRECISIONS)} "
-                         f"(amp = fp16 autocast with a GradScaler, amp_bf16 = bf16 autocast)")
+    from farslip_ext.precision import training_precision
+
+    training_precision(cfg.train.precision)  # raises ConfigError naming the accepted values
     if cfg.data.batch_size < 1:
         raise ValueError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
     if "train" not in cfg.data:

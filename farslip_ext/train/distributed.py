@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from farslip_ext.devices import resolve_device
+
 __all__ = ["DistInfo", "init_distributed", "cleanup_distributed"]
 
 logger = logging.getLogger(__name__)
@@ -39,9 +41,7 @@ def init_distributed(device: str = "auto", backend: str = "auto", timeout_s: int
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = resolve_device(device, local_rank=local)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():

@@ -27,7 +27,10 @@ from mmengine.config import Config
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
-from farslip_ext.registry import DATASETS, TASKS
+from farslip_ext.errors import FarSLIPError
+from farslip_ext.models.logit_scale import clamp_logit_scale_
+from farslip_ext.precision import training_precision
+from farslip_ext.registry import TASKS, TRAIN_DATASETS
 from farslip_ext.train.checkpoint import atomic_save, capture_rng, find_resume, load_training_checkpoint, restore_rng
 from farslip_ext.train.config import config_to_dict
 from farslip_ext.train.distributed import DistInfo, cleanup_distributed, init_distributed
@@ -39,13 +42,8 @@ __all__ = ["Trainer", "NonFiniteLossError", "train"]
 logger = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(FarSLIPError, RuntimeError):
     """A loss became NaN or infinite; the run stopped with a usable checkpoint of the state before it."""
-
-
-def _autocast_dtype(precision: str) -> Optional[torch.dtype]:
-    return {"amp": torch.float16, "amp_fp16": torch.float16, "fp16": torch.float16,
-            "amp_bf16": torch.bfloat16, "bf16": torch.bfloat16}.get(precision)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -78,8 +76,8 @@ class Trainer:
         self.work_dir = Path(cfg.train.work_dir)
         self.ckpt_dir = self.work_dir / "checkpoints"
         self._seed_everything(int(cfg.train.seed) + self.dist.rank)
-        self.model = self._build_model()
-        self.tokenizer = self._build_tokenizer()
+        self.precision = training_precision(cfg.train.precision, self.dist.device)
+        self.model, self.tokenizer = self._build_model()
         self.task: nn.Module = TASKS.build(dict(cfg.task), default_args=dict(model=self.model))
         self.task.to(self.dist.device)
         self.dataset, self.loader, self.sampler, self.seeded = self._build_data()
@@ -90,9 +88,7 @@ class Trainer:
                                          betas=cfg.optim.betas, eps=cfg.optim.eps,
                                          impl=self._optim_impl(cfg.optim.impl))
         self.scheduler = build_scheduler(self.optimizer, warmup=int(sch.warmup_steps), total=self.total_steps)
-        self.amp_dtype = _autocast_dtype(cfg.train.precision)
-        use_scaler = self.amp_dtype == torch.float16
-        self.scaler = torch.amp.GradScaler(self.dist.device.type, enabled=use_scaler)
+        self.scaler = torch.amp.GradScaler(self.dist.device.type, enabled=self.precision.needs_grad_scaler)
         self.forward_module = self._wrap(self.task)
         self.step = 0
         self.epoch = 0
@@ -113,8 +109,8 @@ class Trainer:
             return impl
         return "fused" if self.dist.device.type in ("cuda", "cpu") else "foreach"
 
-    def _build_model(self) -> nn.Module:
-        import farslip_ext
+    def _build_model(self) -> Tuple[nn.Module, Any]:
+        from farslip_ext.loading import load
         from farslip_ext.models.longclip import enable_long_clip_training
 
         m = self.cfg.model
@@ -123,24 +119,21 @@ class Trainer:
             kwargs["force_quick_gelu"] = True
         if m.get("force_context_length"):
             kwargs["force_context_length"] = int(m.force_context_length)
-        model = farslip_ext.create_model(m.name, pretrained=m.get("pretrained"), **kwargs)
+        lm = load(m.name, m.get("pretrained"), device=self.dist.device, precision="fp32", eval=False, **kwargs)
+        model = lm.model
         if m.get("long_clip"):
             enable_long_clip_training(model)
         if self.cfg.train.grad_checkpointing:
             model.set_grad_checkpointing(True)
-        model.to(self.dist.device)
         if self.cfg.train.channels_last and self.dist.device.type == "cuda":
             model.to(memory_format=torch.channels_last)
-        return model
+        from farslip_ext.loading import get_tokenizer
 
-    def _build_tokenizer(self):
-        import farslip_ext
-
-        return farslip_ext.get_tokenizer(self.model, self.cfg.model.name)
+        return model, get_tokenizer(model, m.name)
 
     def _build_data(self):
         d = self.cfg.data
-        dataset = DATASETS.build(dict(d.train), default_args=dict(tokenizer=self.tokenizer))
+        dataset = TRAIN_DATASETS.build(dict(d.train), default_args=dict(tokenizer=self.tokenizer))
         collate = getattr(dataset, "collate_fn", None)
         sampler = seeded = None
         common = dict(batch_size=int(d.batch_size), num_workers=int(d.num_workers), collate_fn=collate,
@@ -291,10 +284,7 @@ class Trainer:
                 yield i, batch
 
     def _clamp_logit_scale(self) -> None:
-        ls = getattr(self.model, "logit_scale", None)
-        if isinstance(ls, torch.Tensor):
-            with torch.no_grad():
-                ls.clamp_(0, float(self.cfg.train.logit_scale_max))
+        clamp_logit_scale_(self.model, float(self.cfg.train.logit_scale_max))
 
     def _check_finite(self, total: torch.Tensor, losses: Dict[str, torch.Tensor]) -> None:
         bad = torch.tensor([0.0 if torch.isfinite(total.detach()) else 1.0], device=total.device)
@@ -312,7 +302,7 @@ class Trainer:
     def train_step(self, batch: Any) -> Dict[str, float]:
         batch = _to_device(batch, self.dist.device)
         dev = self.dist.device.type
-        with torch.autocast(dev, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        with self.precision.autocast(dev):
             losses, report = self.forward_module(batch)
         terms = {k: v for k, v in losses.items() if k.endswith("_loss")}
         if not terms:

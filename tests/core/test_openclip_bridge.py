@@ -10,19 +10,30 @@ import pytest
 import torch
 
 import farslip_ext
-from farslip_ext import _openclip
+from farslip_ext.catalogue import CATALOGUE, CatalogueError
+from farslip_ext.openclip_bridge import sync
 
 
 def test_models_listed_and_tags_registered():
     models = open_clip.list_models()
-    for name in ("farslip-vitb16", "farslip-vitb32", "farslip-test-tiny", "farslip-test-tiny-long"):
+    for name in ("farslip-vitb16", "farslip-vitb16-ctx77", "farslip-vitb32", "farslip-vitb32-ctx248",
+                 "farslip-test-tiny", "farslip-test-tiny-long", "farslip-demo-tiny"):
         assert name in models
-    assert set(open_clip.list_pretrained_tags_by_model("farslip-vitb16")) == {"s1", "s2"}
-    assert set(open_clip.list_pretrained_tags_by_model("farslip-vitb32")) == {"s1", "s2"}
+    # each released file has its exact architecture (text context included)
+    assert open_clip.list_pretrained_tags_by_model("farslip-vitb16") == ["s2"]
+    assert open_clip.list_pretrained_tags_by_model("farslip-vitb16-ctx77") == ["s1"]
+    assert open_clip.list_pretrained_tags_by_model("farslip-vitb32") == ["s1"]
+    assert open_clip.list_pretrained_tags_by_model("farslip-vitb32-ctx248") == ["s2"]
+    assert open_clip.list_pretrained_tags_by_model("farslip-demo-tiny") == ["demo"]
+    for arch, tag in farslip_ext.list_pretrained():
+        entry = CATALOGUE.entry(arch, tag)
+        ctx = open_clip.get_model_config(arch)["text_cfg"]["context_length"]
+        assert entry.context_length == ctx, (arch, tag)
     assert ("farslip-vitb16", "s2") in farslip_ext.list_pretrained()
 
 
-@pytest.mark.parametrize("arch,patch,ctx", [("farslip-vitb16", 16, 248), ("farslip-vitb32", 32, 77)])
+@pytest.mark.parametrize("arch,patch,ctx", [("farslip-vitb16", 16, 248), ("farslip-vitb16-ctx77", 16, 77),
+                                            ("farslip-vitb32", 32, 77), ("farslip-vitb32-ctx248", 32, 248)])
 def test_architecture_matches_released_checkpoints(arch, patch, ctx):
     model = open_clip.create_model(arch)
     sd = model.state_dict()
@@ -55,11 +66,16 @@ def test_import_order_does_not_matter(first):
 
 
 def test_setup_is_idempotent():
-    before_paths = len(open_clip.factory._MODEL_CONFIG_PATHS)
+    from farslip_ext.compat import snapshot_global_state
+
+    before = snapshot_global_state()
     farslip_ext.setup()
     farslip_ext.setup()
-    _openclip.add_model_config_path(_openclip._ADDED_PATHS[0])
-    assert len(open_clip.factory._MODEL_CONFIG_PATHS) == before_paths
+    CATALOGUE.add_model_configs(CATALOGUE.config_paths()[0])
+    sync()
+    after = snapshot_global_state()
+    assert after["config_paths"] == before["config_paths"]
+    assert after["tags"].keys() == before["tags"].keys()
 
 
 def test_config_that_would_shadow_another_is_an_error(tmp_path):
@@ -68,23 +84,31 @@ def test_config_that_would_shadow_another_is_an_error(tmp_path):
     cfg = open_clip.get_model_config("ViT-B-32")
     cfg["embed_dim"] = 256
     (tmp_path / "ViT-B-32.json").write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="silently replace"):
-        _openclip.add_model_config_path(tmp_path)
+    CATALOGUE.add_model_configs(tmp_path)
+    with pytest.raises(CatalogueError, match="silently replace"):
+        sync()
+    # and two catalogue paths that define one name differently
+    (tmp_path / "b").mkdir()
+    ours = open_clip.get_model_config("farslip-test-tiny")
+    ours["embed_dim"] = 16
+    (tmp_path / "b" / "farslip-test-tiny.json").write_text(json.dumps(ours))
+    with pytest.raises(CatalogueError, match="differs from the one already registered"):
+        CATALOGUE.add_model_configs(tmp_path / "b")
 
 
 def test_config_missing_keys_is_an_error(tmp_path):
     (tmp_path / "farslip-broken.json").write_text('{"embed_dim": 8}')
-    with pytest.raises(ValueError, match="vision_cfg"):
-        _openclip.add_model_config_path(tmp_path)
+    with pytest.raises(CatalogueError, match="vision_cfg"):
+        CATALOGUE.add_model_configs(tmp_path)
 
 
 def test_unknown_tag_error_lists_tags():
     with pytest.raises(RuntimeError, match="not a known tag"):
         open_clip.create_model("farslip-test-tiny", pretrained="s9")
     with pytest.raises(KeyError, match="available tags"):
-        from farslip_ext.catalogue import pretrained_entry
-
-        pretrained_entry("farslip-vitb16", "s9")
+        CATALOGUE.entry("farslip-vitb16", "s9")
+    with pytest.raises(farslip_ext.WeightsNotAvailableError, match=r"registered for \['farslip-vitb16-ctx77:s1', 'farslip-vitb32:s1'\]"):
+        farslip_ext.load("farslip-vitb16", "s1")
 
 
 def test_tokenizer_follows_built_model():

@@ -83,11 +83,69 @@ def _probe(site: Path, **env):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_entry_point_plugin_is_discovered_lazily(example_plugin_site):
+def test_entry_point_plugin_is_discovered_at_import(example_plugin_site):
+    """Its model configs are in open_clip.list_models() right after `import farslip_ext`; its components
+    register on the first registry lookup."""
     r = _probe(example_plugin_site)
-    assert r == {"before": False, "loss": 2.0, "after": True}
+    assert r == {"before": True, "loss": 2.0, "after": True}
 
 
 def test_autoload_can_be_switched_off(example_plugin_site):
     r = _probe(example_plugin_site, FARSLIP_DISABLE_PLUGIN_AUTOLOAD="1")
     assert r == {"before": False, "loss": "KeyError", "after": False}
+
+
+def test_failing_plugin_is_rolled_back_and_named(monkeypatch):
+    from torch import nn
+
+    from farslip_ext.errors import PluginError
+    from farslip_ext.plugins import manager
+    from farslip_ext.registry import LOSSES
+
+    class Half:
+        """Registers one loss, then fails: nothing of it may stay registered."""
+
+        @hookimpl
+        def farslip_register_components(self, registries):
+            @registries["LOSSES"].register_module()
+            class HalfRegisteredLoss(nn.Module):
+                pass
+
+            raise RuntimeError("boom in the plugin")
+
+    pm = new_plugin_manager(autoload=False)
+    pm.register(Half(), name="half-plugin")
+    monkeypatch.setattr(manager, "_PM", pm)
+    monkeypatch.setattr(manager, "_COMPONENTS_DONE", False)
+    with pytest.raises(PluginError, match=r"plugin 'half-plugin' failed to register its components \(RuntimeError: "
+                                          r"boom in the plugin\); nothing of it was kept"):
+        manager.register_plugin_components()
+    assert "HalfRegisteredLoss" not in LOSSES.module_dict
+    assert manager._COMPONENTS_DONE is False  # the next lookup tries again, it does not skip the plugin
+
+
+def test_plugin_hooks_for_recipes_configs_and_class_names():
+    from farslip_ext.plugins import hook_paths
+
+    assert [p.name for p in hook_paths("farslip_recipe_paths")] == ["recipes"]
+    assert [p.name for p in hook_paths("farslip_ovss_config_paths")] == ["configs"]
+    assert [p.name for p in hook_paths("farslip_classname_paths")] == ["classnames"]
+    assert all(p.is_dir() for h in ("farslip_recipe_paths", "farslip_classname_paths") for p in hook_paths(h))
+
+
+def test_a_registry_lookup_imports_only_the_modules_that_define_its_components():
+    code = textwrap.dedent("""
+        import json, sys
+        import farslip_ext
+        from farslip_ext.registry import LOSSES
+        assert LOSSES.get('GlobalITCLoss') is not None
+        print(json.dumps(sorted(m for m in sys.modules if m.startswith('farslip_ext.'))))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, FARSLIP_DISABLE_PLUGIN_AUTOLOAD="1"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    mods = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "farslip_ext.losses" in mods and "farslip_ext.plugins.components" in mods
+    for heavy in ("farslip_ext.train", "farslip_ext.evaluation", "farslip_ext.data", "farslip_ext.segmentation",
+                  "farslip_ext.teachers"):
+        assert not any(m == heavy or m.startswith(heavy + ".") for m in mods), heavy

@@ -22,7 +22,8 @@ def _register_dummy(force=False, name="DummyScaleLoss"):
 
 
 def test_every_registry_has_farslip_scope():
-    assert set(ALL_REGISTRIES) >= {"LOSSES", "HEADS", "TEACHERS", "DENSE_ATTN", "DATASETS", "TRANSFORMS", "TASKS"}
+    assert set(ALL_REGISTRIES) == {"LOSSES", "HEADS", "TEACHERS", "DENSE_ATTN", "TRAIN_DATASETS", "EVAL_DATASETS",
+                                   "SAMPLE_TRANSFORMS", "TASKS", "TEMPLATES"}
     for reg in ALL_REGISTRIES.values():
         assert reg.scope == SCOPE
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import farslip_ext
-from farslip_ext import _openclip
+from farslip_ext.catalogue import CATALOGUE
+from farslip_ext.openclip_bridge import sync
 from farslip_ext.convert import CheckpointFormatError, convert_state_dict
 from tests.helpers.checkpoints import make_hub_cache, random_state_dict, save_container, to_long_clip_two_table
 
@@ -110,8 +111,9 @@ class _Unpicklable:
 
 
 def _register_tiny_tag(repo="farslip-test/tiny", filename="tiny.pt", sha256=None, arch="farslip-test-tiny", tag="t1"):
-    _openclip._install_tags({arch: {tag: {"hf_hub_id": repo, "hf_hub_filename": filename, "revision": "main",
-                                          "sha256": sha256, "quick_gelu": True, "long_clip": None}}})
+    CATALOGUE.add_pretrained({arch: {tag: {"hf_hub_id": repo, "hf_hub_filename": filename, "revision": "main",
+                                           "sha256": sha256, "quick_gelu": True}}})
+    sync()
 
 
 def test_stock_create_model_downloads_converts_and_loads_vitb16_s2(tmp_path, hf_cache, farslip_cache):
@@ -150,16 +152,52 @@ def test_context_decided_by_tensors(tmp_path, hf_cache, farslip_cache):
     model = farslip_ext.create_model("farslip-test-tiny-long", pretrained="s1")
     assert model.context_length == 77
     _assert_params_equal(model, sd)
-    with pytest.raises(RuntimeError, match="force_context_length=77"):
+    with pytest.raises(farslip_ext.ContextLengthMismatch, match="force_context_length=77"):
         open_clip.create_model("farslip-test-tiny-long", pretrained="s1")
+    # the fix the message names works with stock open_clip
+    model = open_clip.create_model("farslip-test-tiny-long", pretrained="s1", force_context_length=77)
+    _assert_params_equal(model, sd)
 
 
 def test_offline_without_cache_fails_fast_with_instructions(hf_cache):
     t0 = time.perf_counter()
-    with pytest.raises(RuntimeError) as err:
+    with pytest.raises(farslip_ext.WeightsNotAvailableError) as err:  # the typed error survives open_clip
         open_clip.create_model("farslip-vitb16", pretrained="s2")
     assert time.perf_counter() - t0 < 5
     msg = str(err.value)
     assert "hf download ZhenShiL/FarSLIP FarSLIP2_ViT-B-16.pt" in msg and "pretrained=<file>" in msg
     with pytest.raises(farslip_ext.WeightsNotAvailableError):
         farslip_ext.create_model("farslip-vitb32", pretrained="s1")
+
+
+def test_convert_never_overwrites_its_source_or_existing_files(tmp_path):
+    import stat
+
+    sd = random_state_dict("farslip-test-tiny", seed=16)
+    src = save_container(sd, tmp_path / "ckpt.pt", "training")
+    before = src.read_bytes()
+    with pytest.raises(farslip_ext.DestinationExistsError, match="is the source file itself"):
+        farslip_ext.convert_checkpoint_file(src, src, overwrite=True)
+    (tmp_path / "link.pt").symlink_to(src)
+    with pytest.raises(farslip_ext.DestinationExistsError, match="is the source file itself"):
+        farslip_ext.convert_checkpoint_file(src, tmp_path / "link.pt", overwrite=True)
+    assert src.read_bytes() == before
+    dst = tmp_path / "out.safetensors"
+    farslip_ext.convert_checkpoint_file(src, dst)
+    assert stat.S_IMODE(dst.stat().st_mode) == 0o644  # readable by others, not safetensors' 0600
+    with pytest.raises(farslip_ext.DestinationExistsError, match="already exists.*--overwrite"):
+        farslip_ext.convert_checkpoint_file(src, dst)
+    farslip_ext.convert_checkpoint_file(src, dst, overwrite=True)
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_export_refuses_a_folder_with_files(tmp_path):
+    import stat
+
+    model = farslip_ext.create_model("farslip-test-tiny")
+    out = farslip_ext.export_hub_folder(model, tmp_path / "hub", arch="farslip-test-tiny", repo_id="me/tiny")
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in out.iterdir())
+    assert "hf-hub:me/tiny" in (out / "README.md").read_text()
+    with pytest.raises(farslip_ext.DestinationExistsError, match="folder holds files"):
+        farslip_ext.export_hub_folder(model, out, arch="farslip-test-tiny")
+    farslip_ext.export_hub_folder(model, out, arch="farslip-test-tiny", overwrite=True)

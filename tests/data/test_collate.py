@@ -7,7 +7,7 @@ import torch
 
 import farslip_ext.data  # noqa: F401
 from farslip_ext.data.collate import STAGE1_KEYS, STAGE2_KEYS, FarSLIPCollate, build_tokenizer
-from farslip_ext.registry import TRANSFORMS
+from farslip_ext.registry import SAMPLE_TRANSFORMS
 
 B, K, S = 3, 4, 16
 
@@ -113,5 +113,5 @@ def test_collate_errors_are_clear():
 
 
 def test_collate_builds_from_registry():
-    c = TRANSFORMS.build(dict(type="FarSLIPCollate", tokenizer="farslip-test-tiny", context_length=32))
+    c = SAMPLE_TRANSFORMS.build(dict(type="FarSLIPCollate", tokenizer="farslip-test-tiny", context_length=32))
     assert c([{"global_text": "a"}])["global_text"].shape == (1, 32)

@@ -13,7 +13,7 @@ import farslip_ext.data  # noqa: F401
 from farslip_ext.data import synthetic as syn
 from farslip_ext.data.datasets import ImageTextDataset, SkyScriptCsvDataset, load_image, read_classnames
 from farslip_ext.data.transforms import OPENAI_MEAN, OPENAI_STD
-from farslip_ext.registry import DATASETS
+from farslip_ext.registry import TRAIN_DATASETS
 
 
 def test_skyscript_csv_items_match_the_written_scenes(tmp_path):
@@ -33,7 +33,7 @@ def test_skyscript_csv_items_match_the_written_scenes(tmp_path):
     batch = ds.collate_fn([ds[0], ds[1]])
     assert batch["global_image"].shape == (2, 3, 32, 32) and batch["label"] == [ds[0]["label"], ds[1]["label"]]
     assert batch["global_text"] == [ds[0]["global_text"], ds[1]["global_text"]]  # no tokenizer: strings stay
-    tds = DATASETS.build(dict(type="SkyScriptCsvDataset", csv=str(csv_path), image_size=32), default_args=dict(tokenizer=tok))
+    tds = TRAIN_DATASETS.build(dict(type="SkyScriptCsvDataset", csv=str(csv_path), image_size=32), default_args=dict(tokenizer=tok))
     torch.testing.assert_close(tds[2]["global_text"], tok([syn.make_scene(syn.scene_seed(4, 2), 48).caption])[0])
 
 

@@ -16,7 +16,7 @@ import farslip_ext.data  # noqa: F401
 from farslip_ext.data import synthetic as syn
 from farslip_ext.data.datasets import MGRSJsonDataset, parse_bbox
 from farslip_ext.data.transforms import SquashTransform
-from farslip_ext.registry import DATASETS
+from farslip_ext.registry import TRAIN_DATASETS
 
 S = 32
 
@@ -176,7 +176,7 @@ def test_cap_text_label_and_tokenized_padding(tmp_path):
 
 def test_synthetic_mgrs_roundtrip_matches_scene_boxes(tmp_path):
     path = syn.write_mgrs(tmp_path, 4, seed=11, size=64, image_format="png", cap_every=3)
-    ds = DATASETS.build(dict(type="MGRSJsonDataset", json_path=str(path), image_root=str(tmp_path / "global_imgs"),
+    ds = TRAIN_DATASETS.build(dict(type="MGRSJsonDataset", json_path=str(path), image_root=str(tmp_path / "global_imgs"),
                              image_size=S, min_size=1, max_boxes=8, shuffle_boxes=False,
                              transform=dict(type="SquashTransform", image_size=S),
                              region_transform=dict(type="SquashTransform", image_size=S)))

@@ -14,7 +14,7 @@ import farslip_ext.data  # noqa: F401
 from farslip_ext.data import synthetic as syn
 from farslip_ext.data.rs5m import RS5MWebDataset
 from farslip_ext.data.transforms import SquashTransform
-from farslip_ext.registry import DATASETS
+from farslip_ext.registry import TRAIN_DATASETS
 
 SIZE = 32
 
@@ -104,7 +104,7 @@ def test_dataloader_workers_split_shards(shards):
 
 
 def test_default_multicrop_batches_in_pipeline(shards):
-    ds = DATASETS.build(dict(type="RS5MWebDataset", urls=shards, image_size=SIZE, batch_size=5, shuffle=False),
+    ds = TRAIN_DATASETS.build(dict(type="RS5MWebDataset", urls=shards, image_size=SIZE, batch_size=5, shuffle=False),
                         default_args=dict(tokenizer="farslip-test-tiny"))
     batches = list(ds)
     assert len(batches) == 2  # 12 samples, partial batch dropped

@@ -19,7 +19,7 @@ from farslip_ext.data.transforms import (
     SquashTransform,
     Stage2TrainTransform,
 )
-from farslip_ext.registry import TRANSFORMS
+from farslip_ext.registry import SAMPLE_TRANSFORMS
 
 
 def _image(w: int, h: int, seed: int = 0) -> Image.Image:
@@ -114,10 +114,10 @@ def test_eval_transform_is_short_side_resize_and_center_crop():
 
 
 def test_transforms_build_from_registry():
-    t = TRANSFORMS.build(dict(type="MultiCropTransform", image_size=32, num_crops=2))
+    t = SAMPLE_TRANSFORMS.build(dict(type="MultiCropTransform", image_size=32, num_crops=2))
     assert isinstance(t, MultiCropTransform) and t.num_crops == 2
-    assert isinstance(TRANSFORMS.build(dict(type="Stage2TrainTransform", image_size=32)), Stage2TrainTransform)
-    rc = TRANSFORMS.build(dict(type="RegionCropper", image_size=32, transform=dict(type="SquashTransform", image_size=32)))
+    assert isinstance(SAMPLE_TRANSFORMS.build(dict(type="Stage2TrainTransform", image_size=32)), Stage2TrainTransform)
+    rc = SAMPLE_TRANSFORMS.build(dict(type="RegionCropper", image_size=32, transform=dict(type="SquashTransform", image_size=32)))
     assert isinstance(rc.transform, SquashTransform)
 
 

@@ -17,7 +17,8 @@ from PIL import Image
 import farslip_ext
 from farslip_ext.demo import data as demo_data
 from farslip_ext.demo.pipeline import PHASES, run_demo
-from farslip_ext.demo.pretrain import ARCH, DEMO_RECORD, DEMO_WEIGHTS, pretrain_demo_clip, sha256_file
+from farslip_ext.demo.pretrain import ARCH, DEMO_RECORD, DEMO_WEIGHTS, pretrain_demo_clip
+from farslip_ext.io import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,11 +71,12 @@ def test_report_structure(demo):
 def test_numbers_come_from_the_evaluators(demo):
     """Re-run the classification evaluator on the stage-2 checkpoint and recompute the OVSS mIoU from the
     predictions IoUMetric saved, with plain numpy."""
-    from farslip_ext.evaluation import SceneClassificationCsv, load_model, zeroshot_classification
+    from farslip_ext.evaluation import SceneClassificationCsv, zeroshot_classification
+    from farslip_ext.loading import load
 
     out, report = demo
     ph = report["phases"]["stage2"]
-    lm = load_model(ARCH, ph["weights"], device="cpu", precision="fp32")
+    lm = load(ARCH, ph["weights"], device="cpu", precision="fp32")
     data = report["data"]
     ds = SceneClassificationCsv(data["cls_csv"], data["cls_classnames"], name="demo_cls")
     again = zeroshot_classification(lm.model, lm.tokenizer, lm.preprocess, ds, "farslip", progress=False)
@@ -115,7 +117,7 @@ def test_figures_are_valid_pngs(demo):
 
 
 def test_embedded_dataset_layouts(demo):
-    from farslip_ext.registry import DATASETS
+    from farslip_ext.registry import TRAIN_DATASETS
 
     out, report = demo
     data = report["data"]
@@ -126,7 +128,7 @@ def test_embedded_dataset_layouts(demo):
             assert set(np.unique(np.asarray(im)).tolist()) <= set(range(9))
     lines = Path(data["ovss_class_names"]).read_text().splitlines()
     assert len(lines) == 9 == len(demo_data.OVSS_LEGEND)
-    ds = DATASETS.build(dict(type="MGRSJsonDataset", json_path=data["mgrs_json"], image_root=data["mgrs_images"],
+    ds = TRAIN_DATASETS.build(dict(type="MGRSJsonDataset", json_path=data["mgrs_json"], image_root=data["mgrs_images"],
                              image_size=96, min_size=8))
     assert len(ds) == data["sizes"]["mgrs"] and ds[0]["boxes"].shape[-1] == 5
     assert len(sorted(Path(data["root"], "rs5m").glob("demo-train-*.tar"))) >= 1

@@ -17,7 +17,7 @@ from PIL import Image
 
 # Imported at collection, before conftest's per-test registry snapshots (see test_zeroshot.py).
 import farslip_ext.evaluation as ev
-from farslip_ext.catalogue import load_published_results
+from farslip_ext.published import load_published_results
 from farslip_ext.cli import main as cli_main
 from tests.helpers.fake_clip import FakeCLIP, FakeTokenizer, IdTransform
 

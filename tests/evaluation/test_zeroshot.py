@@ -17,7 +17,7 @@ from PIL import Image
 # decorators of the evaluation package are part of every snapshot.
 import farslip_ext.evaluation as ev
 from farslip_ext.cli import main as cli_main
-from farslip_ext.registry import DATASETS, TEMPLATES
+from farslip_ext.registry import EVAL_DATASETS, TEMPLATES
 from tests.helpers.fake_clip import FakeCLIP, FakeTokenizer, IdTransform
 
 CLASSES = ["forest", "river", "farmland", "desert", "harbor", "airport", "beach"]  # 7 classes: top-5 is non-trivial
@@ -264,7 +264,7 @@ def test_empty_dataset_and_malformed_files_are_errors(tmp_path):
 # ---------------------------------------------------------------------------------- templates
 def test_template_sets_are_registry_entries():
     assert {"FarSLIPSatelliteTemplates", "SkyScriptTemplates", "OpenAIImageNetTemplates"} <= set(TEMPLATES.names())
-    assert {"SceneClassificationCsv", "ImageTextRetrievalCsv"} <= set(DATASETS.names())
+    assert {"SceneClassificationCsv", "ImageTextRetrievalCsv"} <= set(EVAL_DATASETS.names())
     assert ev.build_templates(None).prompts("river") == ["a satellite photo of river.", "a satellite image of river"]
     sky = TEMPLATES.build(dict(type="SkyScriptTemplates"))
     assert sky.prompts("gabled", "roof_shape") == ["a satellite photo of building, gabled.",

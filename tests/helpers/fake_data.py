@@ -12,12 +12,12 @@ import signal
 import torch
 from torch.utils.data import Dataset
 
-from farslip_ext.registry import DATASETS
+from farslip_ext.registry import TRAIN_DATASETS
 
 COLOURS = {"forest": (0.1, 0.5, 0.1), "water": (0.1, 0.2, 0.7), "farmland": (0.6, 0.6, 0.2), "road": (0.5, 0.5, 0.5)}
 
 
-@DATASETS.register_module(force=True)
+@TRAIN_DATASETS.register_module(force=True)
 class FakeFarSLIPData(Dataset):
     """Coloured squares with captions, crops and boxes in the FarSLIP batch vocabulary."""
 

@@ -11,7 +11,7 @@ from open_clip.loss import ClipLoss
 
 from farslip_ext.losses import GlobalITCLoss, PaddedRegionITCLoss, PatchDistillLoss, RegionCategoryLoss
 from farslip_ext.registry import LOSSES
-from test_heads import brute_roi_mean
+from tests.helpers.brute import brute_roi_mean
 
 
 def _unit(n, d, seed, dtype=torch.float64):

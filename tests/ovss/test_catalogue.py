@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from farslip_ext.catalogue import catalogue_dir, load_published_results
+from farslip_ext.catalogue import catalogue_dir
+from farslip_ext.published import load_published_results
 
 # §1.9, verbatim ('|' separates lines)
 SPEC_19 = {
@@ -59,9 +60,13 @@ def test_parsing_synonyms_and_errors(tmp_path):
     f.write_text("water\n\nroad\n")
     with pytest.raises(ClassNamesError, match=rf"{f}.*line 2 is empty or blank.*remove the blank line"):
         load_class_names(str(f))
-    f.write_text("water\nroad\n\n")  # a blank line at the end would be an empty class in the reference
-    with pytest.raises(ClassNamesError, match="line 3 is empty"):
+    f.write_text("water\nroad\n\n")  # blank lines at the end are ignored (the one class-file policy)
+    assert load_class_names(str(f)).classes == (("water",), ("road",))
+    f.write_text("water\nroad\nwater\n")
+    with pytest.raises(ClassNamesError, match=r"'water' \(lines 1 and 3\) appear more than once"):
         load_class_names(str(f))
+    with pytest.raises(ClassNamesError, match=r"the name 'lake' is given for class 0 \(pond, lake\) and again for class 1"):
+        load_class_names(["pond,lake", "lake"])
     f.write_text("water,,river\n")
     with pytest.raises(ClassNamesError, match=r"line 1 \('water,,river'\) has an empty name.*stray comma"):
         load_class_names(str(f))

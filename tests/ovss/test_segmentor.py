@@ -11,6 +11,8 @@ import open_clip
 import pytest
 import torch
 
+import farslip_ext
+
 from farslip_ext.models import dense_forward
 from tests.helpers.ovss_fixtures import blocky_image, np_resize_bilinear, tiny_checkpoint
 
@@ -285,7 +287,8 @@ def test_text_embeddings_cached_in_memory_and_on_disk(ckpt, ref_model, farslip_c
     from farslip_ext.segmentation import text_cache
 
     text_cache.clear_memory_cache()
-    seg = _seg(ckpt, class_names=["pond,lake", "forest"])
+    lm = farslip_ext.load(str(ckpt))  # one model shared explicitly by the segmentors below
+    seg = _seg(ckpt, model=lm, class_names=["pond,lake", "forest"])
     files = list((farslip_cache / "text_embeddings").glob("*.pt"))
     assert len(files) == 1
     np.testing.assert_allclose(seg.query_features.numpy(), _text(ref_model, ["pond", "lake", "forest"]), atol=1e-5)
@@ -295,7 +298,7 @@ def test_text_embeddings_cached_in_memory_and_on_disk(ckpt, ref_model, farslip_c
 
     text_cache.clear_memory_cache()  # a new process: only the disk cache is left
     monkeypatch.setattr(seg.clip, "encode_text", boom)
-    again = _seg(ckpt, class_names=["pond,lake", "forest"])
+    again = _seg(ckpt, model=lm, class_names=["pond,lake", "forest"])
     torch.testing.assert_close(again.query_features, seg.query_features)
     # different weights -> different key -> recomputed (and here: the spy fires)
     w = seg.clip.token_embedding.weight
@@ -304,14 +307,14 @@ def test_text_embeddings_cached_in_memory_and_on_disk(ckpt, ref_model, farslip_c
         with torch.no_grad():
             w.add_(0.1)
         with pytest.raises(AssertionError, match="must not run"):
-            _seg(ckpt, class_names=["pond,lake", "forest"])
+            _seg(ckpt, model=lm, class_names=["pond,lake", "forest"])
     finally:
         with torch.no_grad():
             w.copy_(orig)
 
 
 def test_settings_errors(ckpt):
-    with pytest.raises(ValueError, match="precision='fp8'.*choose one of"):
+    with pytest.raises(ValueError, match="precision='fp8' is not a precision; accepted"):
         _seg(ckpt, precision="fp8")
     with pytest.raises(ValueError, match="window_mode='pad'"):
         _seg(ckpt, window_mode="pad")
@@ -331,7 +334,9 @@ def test_explicit_device_is_kept_and_model_is_shared(ckpt):
     seg = _seg(ckpt)
     assert seg.to(torch.device("cuda", 0)) is seg  # Runner-style move: an explicit device='cpu' wins
     assert seg.device.type == "cpu" and next(seg.clip.parameters()).device.type == "cpu"
-    assert _seg(ckpt).clip is seg.clip  # one load for many segmentors (e.g. the eight datasets)
+    lm = farslip_ext.load(str(ckpt))
+    assert _seg(ckpt, model=lm).clip is _seg(ckpt, model=lm).clip is lm.model  # shared explicitly
+    assert _seg(ckpt).clip is not seg.clip  # no hidden cache: a string source loads its own model
     assert _seg(ckpt, templates=["a photo of {}.", "an aerial image of {c}"]).templates[0]("x") == "a photo of x."
 
 

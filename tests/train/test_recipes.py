@@ -38,7 +38,7 @@ def test_stage2_effective_values():
 def test_every_value_is_overridable_and_validated():
     c = load_config("stage1", {"optim.lr": 3e-6, "task.losses.distill.align": "roi2cls", "data.batch_size": 8})
     assert (c.optim.lr, c.task.losses.distill.align, c.data.batch_size) == (3e-6, "roi2cls", 8)
-    with pytest.raises(ValueError, match="train.precision='fp8'; accepted"):
+    with pytest.raises(ValueError, match="train.precision='fp8' is not a precision; accepted"):
         load_config("stage1", {"train.precision": "fp8"})
     with pytest.raises(FileNotFoundError, match="built-in recipes"):
         load_config("stage3")
