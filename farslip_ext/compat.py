@@ -40,6 +40,7 @@ __all__ = [
     "normalize_tag",
     "install_pretrained_tag",
     "WeightsRef",
+    "TextContextWarning",
     "install_weight_resolver",
     "vit_embeds",
     "vit_pool",
@@ -177,12 +178,44 @@ def install_weight_resolver(resolve: Callable[[WeightsRef, torch.nn.Module], str
     def load_checkpoint(model, checkpoint_path, *args: Any, **kwargs: Any):
         if isinstance(checkpoint_path, WeightsRef):
             checkpoint_path = _RESOLVER["resolve"](checkpoint_path, model)
+        else:
+            _warn_text_context(model, checkpoint_path)
         return orig_load(model, checkpoint_path, *args, **kwargs)
 
     download_pretrained._farslip_wrapped = True  # type: ignore[attr-defined]
     load_checkpoint._farslip_wrapped = True  # type: ignore[attr-defined]
     factory.download_pretrained = download_pretrained
     factory.load_checkpoint = load_checkpoint
+
+
+class TextContextWarning(UserWarning):
+    """A weights file's text positions differ from the model's context (open_clip will interpolate them)."""
+
+
+def _warn_text_context(model: torch.nn.Module, path: Any) -> None:
+    """Warn when stock open_clip is about to interpolate a file's text positions to another context (a
+    248-token LongCLIP file into a 77-token architecture changes every text embedding). Only safetensors
+    files are checked: their header tells the shape without reading the weights."""
+    import warnings
+
+    pe = getattr(model, "positional_embedding", None)
+    if not str(path).endswith(".safetensors") or not isinstance(pe, torch.Tensor):
+        return
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            if "positional_embedding" not in f.keys():
+                return
+            rows = f.get_slice("positional_embedding").get_shape()[0]
+    except Exception:  # not readable here: open_clip's own loader reports it
+        return
+    if rows != pe.shape[0]:
+        warnings.warn(f"{path} has a {rows}-token text tower but the model was built with {pe.shape[0]} tokens; "
+                      f"open_clip will interpolate the text positions, which changes every text embedding. Pass "
+                      f"force_context_length={rows} (and get_tokenizer(..., context_length={rows})), or load it with "
+                      f"farslip_ext.load(arch, pretrained=<file>), which follows the file.", TextContextWarning,
+                      stacklevel=4)
 
 
 @_probe
@@ -228,6 +261,27 @@ def probe_vit_internals() -> None:
         ref = vt(x)
     if not torch.equal(pooled @ vt.proj, ref):
         raise _fail("open_clip", "VisionTransformer.forward is no longer _embeds -> transformer -> _pool -> proj")
+
+
+@_probe
+def probe_timm_vit_structure() -> None:
+    """timm's ViT and Eva trunks still have the (public, unprefixed) attributes the dense-feature tower
+    adapters (:mod:`farslip_ext.models.towers`) re-wire; timm does not promise them as an API."""
+    from timm.models.eva import Eva
+    from timm.models.vision_transformer import VisionTransformer as TimmViT
+
+    vit = TimmViT(img_size=16, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_classes=0)
+    eva = Eva(img_size=16, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_classes=0)
+    need = {"trunk": ("patch_embed", "blocks", "norm", "forward_intermediates", "forward_head", "num_prefix_tokens"),
+            "block": ("norm1", "attn", "mlp"), "attn": ("proj",)}
+    for trunk in (vit, eva):
+        for owner, attrs in need.items():
+            obj = {"trunk": trunk, "block": trunk.blocks[0], "attn": trunk.blocks[0].attn}[owner]
+            missing = [a for a in attrs if not hasattr(obj, a)]
+            if missing:
+                raise _fail("timm", f"{type(obj).__name__} of {type(trunk).__name__} lacks {missing}")
+    if not (hasattr(vit.blocks[0].attn, "qkv") and hasattr(vit.blocks[0].attn, "q_norm")):
+        raise _fail("timm", "timm Attention no longer has qkv/q_norm")
 
 
 # ==================================================================================================== torch

@@ -196,11 +196,14 @@ def load(model: Union[str, Path], pretrained: Optional[str] = None, *, device: U
         if check_weights:
             check_finite(sd, desc)
         if ctx is not None and ctx != _arch_context(arch):
+            if "force_context_length" not in create_kwargs:
+                logger.warning("%s has a %d-token text tower; building %s with context_length=%d instead of its %d "
+                               "(the tokenizer follows)", desc, ctx, arch, ctx, _arch_context(arch))
             create_kwargs.setdefault("force_context_length", ctx)
         with _quiet_random_init():
             net = open_clip.create_model(arch, pretrained=None, precision=prec.weights, device=dev, **create_kwargs)
         net.load_state_dict(sd, strict=True)  # any missing or unexpected key raises, naming the keys
-        _check_quick_gelu(net, arch, src, desc)
+        _check_quick_gelu(net, arch, src, desc, sd)
     if eval:
         net.eval().requires_grad_(False)
     tokenizer = get_tokenizer(net, src.name or arch)
@@ -210,10 +213,23 @@ def load(model: Union[str, Path], pretrained: Optional[str] = None, *, device: U
     return lm
 
 
-def _check_quick_gelu(net: torch.nn.Module, arch: str, src: _Source, desc: str) -> None:
+def _check_quick_gelu(net: torch.nn.Module, arch: str, src: _Source, desc: str,
+                      sd: Optional[Dict[str, torch.Tensor]] = None) -> None:
+    """Warn when weights trained with QuickGELU go into a GELU model: a tag says so; a file loaded into one of
+    our architectures, or whose tensors fit one of our (QuickGELU) architectures, is taken to be OpenAI-initialised."""
+    from farslip_ext.convert import infer_arch
     from farslip_ext.models.quickgelu import warn_if_not_quick_gelu
 
-    expects = src.entry.quick_gelu if src.entry is not None else arch in CATALOGUE.arch_names()
+    if src.entry is not None:
+        expects = src.entry.quick_gelu
+    elif arch in CATALOGUE.arch_names():
+        expects = bool((CATALOGUE.model_config(arch) or {}).get("quick_gelu", False))
+    else:
+        try:
+            ours = infer_arch(sd or {})
+        except (CheckpointFormatError, KeyError, TypeError):
+            ours = None
+        expects = ours is not None and bool((CATALOGUE.model_config(ours) or {}).get("quick_gelu", False))
     if expects:
         warn_if_not_quick_gelu(net, desc)
 

@@ -85,8 +85,10 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def _impls(hook: Any) -> list:
-    """The plain implementations of ``hook`` in pluggy's call order (wrappers are not supported here)."""
-    return [i for i in reversed(hook.get_hookimpls()) if not (i.hookwrapper or getattr(i, "wrapper", False))]
+    """The plain implementations of ``hook`` in registration order — the built-in plugin first, then the entry
+    points (pluggy's own call order is the reverse; ``tryfirst``/``trylast`` still move an implementation).
+    Hook wrappers are not supported here."""
+    return [i for i in hook.get_hookimpls() if not (i.hookwrapper or getattr(i, "wrapper", False))]
 
 
 def _call(impl: Any, **kwargs: Any) -> Any:

@@ -14,7 +14,7 @@ def test_probe(name):
 
 def test_every_private_touch_is_probed():
     expected = {"tag_normalization", "pretrained_table", "weight_hooks", "vit_internals", "tensor_version",
-                "parse_to", "compiled_wrapper", "foreach_lerp", "registry_table", "global_state"}
+                "parse_to", "compiled_wrapper", "foreach_lerp", "registry_table", "global_state", "timm_vit_structure"}
     assert set(compat.PROBES) == expected
 
 

@@ -116,3 +116,40 @@ def test_precision_and_device_are_applied(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(farslip_ext.ConfigError, match="device='cuda:3' but CUDA is not available"):
             farslip_ext.load("farslip-test-tiny", device="cuda:3")
+
+
+def test_stock_architecture_with_our_file_warns_about_context_and_activation(tmp_path, caplog):
+    """A GELU, 77-token architecture outside the catalogue given a 248-token QuickGELU FarSLIP file: the loader
+    follows the file's context and says so, and warns that QuickGELU weights meet nn.GELU."""
+    import json
+
+    from farslip_ext.models.quickgelu import QuickGELUWarning
+
+    cfg = open_clip.get_model_config("farslip-test-tiny-long")
+    cfg.pop("quick_gelu", None)
+    cfg["text_cfg"]["context_length"] = 77
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "stock-like-tiny.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(tmp_path / "cfg")
+    sd = random_state_dict("farslip-test-tiny-long", seed=17)
+    path = save_container(sd, tmp_path / "long.pt", "bare")
+    with pytest.warns(QuickGELUWarning):
+        lm = farslip_ext.load("stock-like-tiny", str(path))
+    assert lm.context_length == 248 and lm.tokenizer.context_length == 248
+    assert "248-token text tower; building stock-like-tiny with context_length=248 instead of its 77" in caplog.text
+
+
+def test_stock_open_clip_warns_before_interpolating_a_files_text_positions(tmp_path):
+    from farslip_ext.compat import TextContextWarning
+
+    sd = random_state_dict("farslip-test-tiny-long", seed=18)
+    path = save_container(sd, tmp_path / "long.pt", "bare")
+    out = tmp_path / "long.safetensors"
+    farslip_ext.convert_checkpoint_file(path, out)
+    with pytest.warns(TextContextWarning, match="248-token text tower but the model was built with 77"):
+        open_clip.create_model("farslip-test-tiny", pretrained=str(out))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TextContextWarning)
+        open_clip.create_model("farslip-test-tiny-long", pretrained=str(out))  # matching context: silent

@@ -124,8 +124,19 @@ def test_failing_plugin_is_rolled_back_and_named(monkeypatch):
     assert manager._COMPONENTS_DONE is False  # the next lookup tries again, it does not skip the plugin
 
 
-def test_plugin_hooks_for_recipes_configs_and_class_names():
-    from farslip_ext.plugins import hook_paths
+def test_plugin_hooks_for_recipes_configs_and_class_names(monkeypatch, tmp_path):
+    from farslip_ext.plugins import hook_paths, manager
+
+    class Extra:
+        @hookimpl
+        def farslip_recipe_paths(self):
+            return [str(tmp_path)]
+
+    pm = new_plugin_manager(autoload=False)
+    pm.register(Extra(), name="extra")
+    monkeypatch.setattr(manager, "_PM", pm)
+    assert hook_paths("farslip_recipe_paths")[1:] == [tmp_path]  # built-in first, then the others
+    monkeypatch.undo()
 
     assert [p.name for p in hook_paths("farslip_recipe_paths")] == ["recipes"]
     assert [p.name for p in hook_paths("farslip_ovss_config_paths")] == ["configs"]
