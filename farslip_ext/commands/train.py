@@ -1,4 +1,4 @@
-"""``farslip train CONFIG [--cfg-options key=value ...]`` (also under ``torchrun``)."""
+"""``farslip train CONFIG [--cfg-options key=value ...] [--print-config]`` (also under ``torchrun``)."""
 from __future__ import annotations
 
 import argparse
@@ -6,8 +6,7 @@ import json
 
 
 def _run(args: argparse.Namespace) -> int:
-    from farslip_ext.train.config import load_config
-    from farslip_ext.train.loop import train
+    from farslip_ext.train.config import describe_config, load_config
 
     options = dict(args.cfg_options or {})
     if args.work_dir:
@@ -15,6 +14,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume:
         options["train.resume"] = args.resume
     cfg = load_config(args.config, options)
+    if args.print_config:
+        print(describe_config(cfg))
+        return 0
+    from farslip_ext.train.loop import train
+
     result = train(cfg)
     print(json.dumps(result, default=str))
     return 0
@@ -23,15 +27,18 @@ def _run(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     from mmengine.config import DictAction
 
-    from farslip_ext.train.config import list_recipes
-
-    s = sub.add_parser("train", help="train with a recipe (stage1, stage2, clip_baseline) or a config file",
-                       description="Precedence: built-in defaults < CONFIG < --cfg-options. "
-                                   f"Built-in recipes: {', '.join(list_recipes())}. Multi-GPU/multi-node: "
+    s = sub.add_parser("train", help="train with a recipe (stage1, stage2, clip_baseline, plugin recipes) or a "
+                                     "config file",
+                       description="Precedence: built-in defaults < CONFIG < --cfg-options. Recipes: stage1, stage2, "
+                                   "clip_baseline and any a plugin adds (farslip_recipe_paths); an unknown name is an "
+                                   "error that lists them. Multi-GPU/multi-node: "
                                    "torchrun --nproc-per-node N -m farslip_ext.cli train CONFIG ...")
-    s.add_argument("config", help="a config file or a built-in recipe name")
+    s.add_argument("config", help="a config file or a recipe name")
     s.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
-                   help="override any config value, e.g. optim.lr=1e-5 data.batch_size=64")
+                   help="override any config value, e.g. optim.lr=1e-5 data.batch_size=64 task.losses.distill.weight=0.2")
     s.add_argument("--work-dir", default=None, help="shortcut for train.work_dir")
     s.add_argument("--resume", default=None, help="'auto' (default: latest in work_dir), 'none' or a checkpoint path")
+    s.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (defaults < CONFIG < --cfg-options) with every component's "
+                        "defaults filled in — every key --cfg-options can set — and exit without training")
     s.set_defaults(func=_run)

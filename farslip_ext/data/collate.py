@@ -1,21 +1,6 @@
 """Tokenizers and the batch collate of the FarSLIP data pipelines (farslip-method.md §1.1, §2.1, §2.5).
 
-Batch-key vocabulary (the names of the reference's ``get_batch_data``):
-
-==================  =================  =====================================================
-key                 shape              meaning
-==================  =================  =====================================================
-global_image        (B, 3, S, S)       whole image (stage 1: squash; stage 2: squash + jitter)
-global_text         (B, L) int64       caption tokens (L = 77, or 248 with LongCLIP)
-subset_images       (B, K, 3, S, S)    stage-1 random crops (§1.1)
-subset_boxes        (B, K, 5)          their ``[x1/W, y1/H, x2/W, y2/H, 1]``
-local_images        (B, K, 3, S, S)    stage-2 object crops, zero rows for padding (§2.1)
-local_texts         (B, K, L) int64    region prompts / caps, zero tokens for padding
-local_categories    (B, K) int64       category id, -1 for padding and ``cap`` regions
-boxes               (B, K, 5)          stage-2 ``[x1/W, y1/H, x2/W, y2/H, valid]``
-label               (B,) int64         class index (classification CSVs)
-==================  =================  =====================================================
-
+The batch keys and their shapes are the contract in :mod:`farslip_ext.data.batch` (``Batch``).
 Any other key is stacked when it holds tensors, turned into a tensor when it holds numbers, and
 kept as a list otherwise (file names, keys). Texts that are still strings are tokenized by the
 collate's tokenizer, or kept as lists when it has none (evaluators that tokenize themselves).
@@ -29,6 +14,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 
+from farslip_ext.data.batch import PAIR_KEYS, STAGE1_KEYS, STAGE2_KEYS
 from farslip_ext.registry import SAMPLE_TRANSFORMS
 
 __all__ = [
@@ -43,12 +29,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Keys a stage-1 (RS5M, multi-crop) batch carries (§1.1).
-STAGE1_KEYS = ("global_image", "global_text", "subset_images", "subset_boxes")
-#: Keys a stage-2 (MGRS-200k) batch carries (§2.1).
-STAGE2_KEYS = ("global_image", "global_text", "boxes", "local_images", "local_texts", "local_categories")
-#: Keys of an image-text pair batch (SkyScript CSVs, §3.3).
-PAIR_KEYS = ("global_image", "global_text")
 
 Tokenizer = Callable[[List[str]], torch.Tensor]
 TokenizerSpec = Union[None, str, Mapping[str, Any], Tokenizer]

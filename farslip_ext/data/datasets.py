@@ -1,12 +1,10 @@
 """Map-style datasets: MGRS-200k JSON (stage 2), SkyScript-style CSVs and generic image-text files.
 
 farslip-method.md §2.1 (the stage-2 item), §3.2 (MGRS-200k ``text_info.json``), §3.3 (SkyScript
-CSV) and §3.5 (classification CSVs). Every dataset keeps a ``stats`` dict of counters
-(``seen``, ``yielded``, ``skipped_*``, ``dropped_boxes*``) so a training loop can log how much data
-was skipped; with DataLoader workers each worker process counts its own copy.
-
-An unreadable item never crashes a map-style dataset: ``__getitem__(i)`` logs and counts it and
-returns the next readable item (``i+1``, ``i+2``, ... up to ``max_skip`` tries, wrapping around).
+CSV) and §3.5 (classification CSVs). Each is a :class:`~farslip_ext.data.base.SkippingDataset`: it keeps
+a ``stats`` dict of counters (``seen``, ``yielded``, ``skipped_*``, ``dropped_boxes*``) and skips an
+unreadable item (logged, counted) by returning the next readable one; with DataLoader workers each
+worker process counts its own copy.
 """
 from __future__ import annotations
 
@@ -18,11 +16,10 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
-import torch
-from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from PIL import Image
 
-from farslip_ext.data.collate import FarSLIPCollate, TokenizerSpec, build_tokenizer
+from farslip_ext.data.base import SkippingDataset, SkipSample
+from farslip_ext.data.collate import TokenizerSpec
 from farslip_ext.data.transforms import (
     REGION_PROMPT,
     EvalTransform,
@@ -150,84 +147,13 @@ def load_image(path: PathLike) -> Image.Image:
     return load_rgb_image(path)
 
 
-class SkipSample(Exception):
-    """Raised by a dataset's loader to skip an item and count it under ``stat``."""
-
-    def __init__(self, stat: str, reason: str) -> None:
-        super().__init__(reason)
-        self.stat = stat
-
-
 def _resolve(root: Optional[Path], rel: str) -> Path:
     p = Path(rel)
     return p if p.is_absolute() or root is None else root / p
 
 
-class _SkippingDataset(Dataset):
-    """Base: counters and the skip-to-next-readable-item rule of the map-style datasets."""
-
-    STAT_KEYS: Tuple[str, ...] = ("seen", "yielded", "skipped_missing", "skipped_corrupt")
-
-    def __init__(self, max_skip: int = 100) -> None:
-        self.max_skip = int(max_skip)
-        self._stats: Dict[str, int] = {k: 0 for k in self.STAT_KEYS}
-
-    @property
-    def stats(self) -> Dict[str, int]:
-        """A snapshot of the counters (see the module docstring)."""
-        return dict(self._stats)
-
-    def reset_stats(self) -> None:
-        """Zero all counters."""
-        for k in self._stats:
-            self._stats[k] = 0
-
-    def log_stats(self, level: int = logging.INFO) -> None:
-        """Log the counters once."""
-        logger.log(level, "%s stats: %s", type(self).__name__, self.stats)
-
-    def _load(self, idx: int) -> Dict[str, Any]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _item_name(self, idx: int) -> str:
-        """A short description of item ``idx`` for log messages (its image path)."""
-        return "?"
-
-    def __len__(self) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def __getitem__(self, idx: int) -> Dict[str, Any]:
-        n = len(self)
-        if not -n <= idx < n:
-            raise IndexError(f"index {idx} out of range for {type(self).__name__} of length {n}")
-        idx %= n
-        for attempt in range(min(self.max_skip, n)):
-            j = (idx + attempt) % n
-            self._stats["seen"] += 1
-            name = type(self).__name__
-            try:
-                sample = self._load(j)
-            except SkipSample as e:
-                self._stats[e.stat] = self._stats.get(e.stat, 0) + 1
-                logger.warning("%s: item %d (%s) skipped (%s): %s", name, j, self._item_name(j), e.stat, e)
-                continue
-            except FileNotFoundError as e:
-                self._stats["skipped_missing"] += 1
-                logger.warning("%s: item %d (%s) skipped, image missing: %s", name, j, self._item_name(j), e)
-                continue
-            except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
-                self._stats["skipped_corrupt"] += 1
-                logger.warning("%s: item %d (%s) skipped, unreadable: %r", name, j, self._item_name(j), e)
-                continue
-            self._stats["yielded"] += 1
-            return sample
-        raise RuntimeError(
-            f"{type(self).__name__}: {min(self.max_skip, n)} consecutive items from index {idx} were unreadable "
-            f"(stats {self.stats}); check the image root and the annotation file"
-        )
-
-    def _tokenize_one(self, text: str) -> Union[str, torch.Tensor]:
-        return self.tokenizer([text])[0] if self.tokenizer is not None else text
+#: The name this base class had before it became public (:class:`farslip_ext.data.base.SkippingDataset`).
+_SkippingDataset = SkippingDataset
 
 
 def _apply_global_transform(transform: Callable[..., Any], img: Image.Image) -> Dict[str, Any]:
@@ -271,7 +197,7 @@ def _label(v: Any) -> Any:
 
 
 @TRAIN_DATASETS.register_module()
-class ImageTextDataset(_SkippingDataset):
+class ImageTextDataset(SkippingDataset):
     """Image-text (or image-label) pairs from a CSV/TSV/JSONL table (§3.3, §3.5).
 
     Each row names an image (``filepath_key``, relative to ``image_root``; default: the table's
@@ -309,7 +235,7 @@ class ImageTextDataset(_SkippingDataset):
         sep: Optional[str] = None,
         max_skip: int = 100,
     ) -> None:
-        super().__init__(max_skip)
+        super().__init__(max_skip, tokenizer=tokenizer, context_length=context_length)
         self.path = Path(path)
         self.image_root = Path(image_root) if image_root is not None else self.path.parent
         self.caption_key, self.filepath_key, self.label_key = caption_key, filepath_key, label_key
@@ -321,23 +247,20 @@ class ImageTextDataset(_SkippingDataset):
             if absent:
                 raise KeyError(f"{self.path}: column(s) {absent} not found; columns are {sorted(have)}")
         self.transform = build_transform(transform, lambda: EvalTransform(image_size))
-        self.tokenizer = build_tokenizer(tokenizer, context_length)
-        #: The collate for a DataLoader over this dataset (tokenizes raw strings when a tokenizer is set).
-        self.collate_fn = FarSLIPCollate(tokenizer=self.tokenizer)
         logger.info("%s: %d rows from %s", type(self).__name__, len(self.rows), self.path)
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _item_name(self, idx: int) -> str:
+    def item_name(self, idx: int) -> str:
         return str(self.rows[idx].get(self.filepath_key))
 
-    def _load(self, idx: int) -> Dict[str, Any]:
+    def load(self, idx: int) -> Dict[str, Any]:
         row = self.rows[idx]
         img = load_image(_resolve(self.image_root, str(row[self.filepath_key])))
         sample = _apply_global_transform(self.transform, img)
         if self.caption_key is not None:
-            sample["global_text"] = self._tokenize_one(str(row[self.caption_key]))
+            sample["global_text"] = self.tokenize(str(row[self.caption_key]))
         if self.label_key is not None:
             sample["label"] = _label(row[self.label_key])
         return sample
@@ -386,7 +309,7 @@ class SkyScriptCsvDataset(ImageTextDataset):
 
 
 @TRAIN_DATASETS.register_module()
-class MGRSJsonDataset(_SkippingDataset):
+class MGRSJsonDataset(SkippingDataset):
     """Stage-2 dataset over MGRS-200k ``text_info.json`` (``JsonDataset``; §2.1, §3.2).
 
     Each item: the global image ``image_root / global_filepath`` through ``transform`` (default
@@ -426,7 +349,7 @@ class MGRSJsonDataset(_SkippingDataset):
         max_skip: How many unreadable items in a row ``__getitem__`` skips before raising.
     """
 
-    STAT_KEYS = _SkippingDataset.STAT_KEYS + (
+    STAT_KEYS = SkippingDataset.STAT_KEYS + (
         "skipped_no_caption",
         "skipped_malformed_item",
         "dropped_boxes_malformed",
@@ -452,7 +375,7 @@ class MGRSJsonDataset(_SkippingDataset):
         image_size: int = 224,
         max_skip: int = 100,
     ) -> None:
-        super().__init__(max_skip)
+        super().__init__(max_skip, tokenizer=tokenizer, context_length=context_length)
         self.json_path = Path(json_path)
         self.image_root = Path(image_root) if image_root is not None else self.json_path.parent
         with open(self.json_path, encoding="utf-8") as f:
@@ -461,7 +384,6 @@ class MGRSJsonDataset(_SkippingDataset):
             raise ValueError(f"{self.json_path}: MGRS text_info.json must be a JSON list, got {type(items).__name__}")
         self.items: List[Mapping[str, Any]] = items
         self.caption_keys = tuple(caption_keys)
-        self.tokenizer = build_tokenizer(tokenizer, context_length)
         self.transform = build_transform(transform, lambda: Stage2TrainTransform(image_size))
         if region_cropper is None:
             self.cropper = RegionCropper(
@@ -479,8 +401,6 @@ class MGRSJsonDataset(_SkippingDataset):
             if getattr(self.cropper, "tokenizer", None) is None and self.tokenizer is not None:
                 self.cropper.tokenizer = self.tokenizer
         self._warned_order = False
-        #: The collate for a DataLoader over this dataset.
-        self.collate_fn = FarSLIPCollate(tokenizer=self.tokenizer)
         logger.info("MGRSJsonDataset: %d items from %s (images under %s)", len(items), self.json_path, self.image_root)
 
     @property
@@ -502,7 +422,7 @@ class MGRSJsonDataset(_SkippingDataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def _item_name(self, idx: int) -> str:
+    def item_name(self, idx: int) -> str:
         item = self.items[idx]
         return str(item.get("global_filepath")) if isinstance(item, Mapping) else "?"
 
@@ -526,7 +446,7 @@ class MGRSJsonDataset(_SkippingDataset):
                     raise ValueError("segment has no 'bbox'")
                 b = parse_bbox(seg["bbox"])
                 if b.source == "order":
-                    self._stats["bbox_order_fallback"] += 1
+                    self.count("bbox_order_fallback")
                     if not self._warned_order:
                         self._warned_order = True
                         logger.warning(
@@ -543,7 +463,7 @@ class MGRSJsonDataset(_SkippingDataset):
                 if b.width and b.height and math.isfinite(b.width) and math.isfinite(b.height):
                     if (b.width, b.height) != (float(width), float(height)):
                         sx, sy = width / b.width, height / b.height
-                        self._stats["rescaled_boxes"] += 1
+                        self.count("rescaled_boxes")
                 cap = seg.get("cap")
                 has_cap = isinstance(cap, str) and bool(cap.strip())
                 if not has_cap and ("category" not in seg or "category_id" not in seg):
@@ -557,11 +477,11 @@ class MGRSJsonDataset(_SkippingDataset):
                     }
                 )
             except (ValueError, TypeError, KeyError) as e:
-                self._stats["dropped_boxes_malformed"] += 1
+                self.count("dropped_boxes_malformed")
                 logger.warning("MGRSJsonDataset: %s segment %d dropped: %s", where, n, e)
         return regions
 
-    def _load(self, idx: int) -> Dict[str, Any]:
+    def load(self, idx: int) -> Dict[str, Any]:
         item = self.items[idx]
         if not isinstance(item, Mapping):
             raise SkipSample("skipped_malformed_item", f"item is a {type(item).__name__}, not an object")
@@ -573,7 +493,7 @@ class MGRSJsonDataset(_SkippingDataset):
             raise SkipSample("skipped_missing", "item has no 'global_filepath'")
         img = load_image(_resolve(self.image_root, rel))
         sample = _apply_global_transform(self.transform, img)
-        sample["global_text"] = self._tokenize_one(caption)
+        sample["global_text"] = self.tokenize(caption)
         regions = self.regions_of(item, img.width, img.height, where=rel)
         sample.update(self.cropper(img, regions))
         return sample

@@ -40,6 +40,7 @@ __all__ = [
     "encode_image",
     "write_rs5m_shards",
     "write_mgrs",
+    "write_coco_detection",
     "write_skyscript_csv",
     "write_classification_csv",
 ]
@@ -580,6 +581,36 @@ def write_mgrs(
     path = out / "text_info.json"
     path.write_text(json.dumps(items, indent=1), encoding="utf-8")
     logger.info("wrote %d synthetic MGRS items to %s", n, path)
+    return path
+
+
+def write_coco_detection(out_dir: PathLike, n: int, seed: int = 0, size: int = 224, image_format: str = "jpeg",
+                         quality: int = 90) -> Path:
+    """Write a COCO-style detection set: ``annotations.json`` and ``images/`` (a format for plugins' stage-2 data).
+
+    ``images``: ``{id, file_name, width, height, caption}``; ``annotations``: ``{id, image_id, category_id,
+    bbox: [x, y, w, h] in pixels, area, iscrowd: 0}``, one per region; ``categories``: ``{id, name}`` of
+    the 10 synthetic classes. Returns the path of ``annotations.json`` (images under ``out_dir/"images"``).
+    """
+    out = Path(out_dir)
+    img_dir = out / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for i in range(int(n)):
+        scene = make_scene(scene_seed(seed, i), size)
+        name = f"{i:08d}.{_ext(image_format)}"
+        (img_dir / name).write_bytes(encode_image(scene.image, image_format, quality))
+        W, H = scene.size
+        images.append({"id": i + 1, "file_name": name, "width": W, "height": H, "caption": scene.caption})
+        for r in scene.regions:
+            x1, y1, x2, y2 = r.box
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": r.category_id,
+                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": r.area, "iscrowd": 0})
+    categories = [{"id": CLASS_TO_ID[c], "name": c} for c in CLASSES]
+    path = out / "annotations.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}, indent=1),
+                    encoding="utf-8")
+    logger.info("wrote %d synthetic COCO-style images to %s", n, path)
     return path
 
 

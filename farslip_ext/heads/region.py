@@ -1,18 +1,21 @@
 """Region-feature heads for the stage-2 region-category loss (method spec §2.2).
 
 A head turns features the training task has already computed into one L2-normalised embedding per
-valid region box, ``(M, D)``, rows in row-major ``(b, k)`` order of the valid boxes. Heads take
-tensors, never the model; ``required_features`` names the model outputs a head reads so the task can
-skip computing the others (the reference computes dense maps it never uses, §7.18):
+valid region box, ``(M, D)``, rows in row-major ``(b, k)`` order of the valid boxes: the feature
+``region_embed``. A head declares the features it reads in ``required_features`` (the vocabulary of
+:mod:`farslip_ext.train.features`) and receives exactly those as keyword arguments, so the task
+computes nothing a head does not read (the reference computes dense maps it never uses, §7.18):
 
-* ``"crop_pooled"``: (M, D) image embedding (CLS path) of each valid crop encoded on its own;
-* ``"crop_patches"``: (M, N, D) dense tokens of each valid crop;
-* ``"global_patches"``: (B, N, D) dense tokens of the global view (needs ``grid`` and ``boxes``).
+* ``local_embed``: (M, D) image embedding (CLS path) of each valid crop encoded on its own;
+* ``local_patches``: (M, N, D) dense tokens of each valid crop;
+* ``global_patches``, ``grid``, ``boxes``: the global view's dense tokens, their grid and the boxes.
+
+A head may have parameters (a learnable projection); they are trained and checkpointed with the task.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -25,34 +28,21 @@ __all__ = ["RegionHead", "CropClsHead", "CropPooledHead", "RoIAlignHead", "FEATU
 
 logger = logging.getLogger(__name__)
 
-#: The feature names a head or loss may declare in ``required_features``.
-FEATURE_NAMES: Tuple[str, ...] = ("crop_pooled", "crop_patches", "global_patches")
+#: The features the built-in heads read.
+FEATURE_NAMES: Tuple[str, ...] = ("local_embed", "local_patches", "global_patches", "grid", "boxes")
 
 
 class RegionHead(nn.Module):
-    """Base class: ``forward(**features) -> (M, D)`` L2-normalised region features (§2.2).
+    """Optional base class: ``forward(**features) -> (M, D)`` L2-normalised region features (§2.2).
 
-    All heads accept the same keyword arguments, so a task can call ``head(**features)`` with whatever
-    it computed. A subclass sets ``required_features`` (checked here, with a clear error when one is
-    missing) and implements :meth:`features`, which receives the same keywords.
+    A subclass sets ``required_features`` and implements :meth:`features`, which receives the same
+    keywords; a missing one is a clear error. ``example_inputs()`` gives the contract test its inputs.
     """
 
     required_features: ClassVar[Tuple[str, ...]] = ()
-    #: extra inputs (beyond ``required_features``) a head cannot work without
-    required_args: ClassVar[Tuple[str, ...]] = ()
 
-    def forward(
-        self,
-        *,
-        crop_pooled: Optional[torch.Tensor] = None,
-        crop_patches: Optional[torch.Tensor] = None,
-        global_patches: Optional[torch.Tensor] = None,
-        grid: Optional[Sequence[int]] = None,
-        boxes: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
-        given = dict(crop_pooled=crop_pooled, crop_patches=crop_patches, global_patches=global_patches, grid=grid,
-                     boxes=boxes)
-        missing = [k for k in self.required_features + self.required_args if given[k] is None]
+    def forward(self, **given: Any) -> torch.Tensor:
+        missing = [k for k in self.required_features if given.get(k) is None]
         if missing:
             raise ValueError(f"{type(self).__name__} needs {missing} (required_features={self.required_features})")
         return self.features(**given)
@@ -60,9 +50,12 @@ class RegionHead(nn.Module):
     def features(self, **given: Any) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _check_boxes(self, feats: torch.Tensor, boxes: Optional[torch.Tensor], name: str) -> None:
-        if boxes is not None:
-            check_rows(name, feats, int(valid_box_mask(boxes).sum()))
+    @classmethod
+    def example_inputs(cls) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        """``(kwargs, features)``: build ``cls(**kwargs)`` and call it on ``features`` (contract tests)."""
+        from farslip_ext.train.features import example_features
+
+        return {}, example_features()
 
 
 @HEADS.register_module()
@@ -72,32 +65,35 @@ class CropClsHead(RegionHead):
     Reference default (``--local-itc-align cls``, §2.2): every valid crop is encoded by the whole
     visual tower on its own and its standard CLIP image embedding is the region feature.
 
-    forward(crop_pooled (M, D), [boxes for a row-count check]) -> (M, D).
+    forward(local_embed (M, D), [boxes for a row-count check]) -> (M, D).
     """
 
-    required_features: ClassVar[Tuple[str, ...]] = ("crop_pooled",)
+    required_features: ClassVar[Tuple[str, ...]] = ("local_embed",)
 
-    def features(self, *, crop_pooled, boxes=None, **_: Any) -> torch.Tensor:
-        """Return ``normalize(crop_pooled)``; ``boxes`` (B, K, 5), if given, checks the row count."""
-        self._check_boxes(crop_pooled, boxes, "crop_pooled")
-        return F.normalize(upcast(crop_pooled), dim=-1)
+    def features(self, *, local_embed: torch.Tensor, boxes: Optional[torch.Tensor] = None, **_: Any) -> torch.Tensor:
+        """Return ``normalize(local_embed)``; ``boxes`` (B, K, 5), if given, checks the row count."""
+        if boxes is not None:
+            check_rows("local_embed", local_embed, int(valid_box_mask(boxes).sum()))
+        return F.normalize(upcast(local_embed), dim=-1)
 
 
 @HEADS.register_module()
 class CropPooledHead(RegionHead):
     """Region feature = mean of the crop's dense tokens, L2-normalised (``pooled``, dead in the reference, §2.2).
 
-    forward(crop_patches (M, N, D), [boxes for a row-count check]) -> (M, D).
+    forward(local_patches (M, N, D), [boxes for a row-count check]) -> (M, D).
     """
 
-    required_features: ClassVar[Tuple[str, ...]] = ("crop_patches",)
+    required_features: ClassVar[Tuple[str, ...]] = ("local_patches",)
 
-    def features(self, *, crop_patches, boxes=None, **_: Any) -> torch.Tensor:
-        """Return ``normalize(crop_patches.mean(1))``."""
-        if crop_patches.dim() != 3:
-            raise ValueError(f"crop_patches must be (M, N, D), got {tuple(crop_patches.shape)}")
-        self._check_boxes(crop_patches, boxes, "crop_patches")
-        return F.normalize(upcast(crop_patches).mean(dim=1), dim=-1)
+    def features(self, *, local_patches: torch.Tensor, boxes: Optional[torch.Tensor] = None,
+                 **_: Any) -> torch.Tensor:
+        """Return ``normalize(local_patches.mean(1))``."""
+        if local_patches.dim() != 3:
+            raise ValueError(f"local_patches must be (M, N, D), got {tuple(local_patches.shape)}")
+        if boxes is not None:
+            check_rows("local_patches", local_patches, int(valid_box_mask(boxes).sum()))
+        return F.normalize(upcast(local_patches).mean(dim=1), dim=-1)
 
 
 @HEADS.register_module()
@@ -111,8 +107,7 @@ class RoIAlignHead(RegionHead):
     forward(global_patches (B, N, D), grid (H, W), boxes (B, K, 5)) -> (M, D).
     """
 
-    required_features: ClassVar[Tuple[str, ...]] = ("global_patches",)
-    required_args: ClassVar[Tuple[str, ...]] = ("grid", "boxes")
+    required_features: ClassVar[Tuple[str, ...]] = ("global_patches", "grid", "boxes")
 
     def features(self, *, global_patches, grid, boxes, **_: Any) -> torch.Tensor:
         """Return the normalised RoI-mean features of the valid boxes."""

@@ -6,25 +6,26 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from farslip_ext.heads.roi import check_rows, roi_align_mean, upcast, valid_box_mask
 from farslip_ext.losses._dist import zero_loss
+from farslip_ext.losses.base import FeatureLoss
 from farslip_ext.registry import LOSSES
 
 __all__ = ["PatchDistillLoss"]
 
 logger = logging.getLogger(__name__)
 
+_STUDENT = ("global_patches", "grid", "subset_boxes")
 _REQUIRED: Dict[str, Tuple[str, ...]] = {
-    "roi2pooled": ("global_patches", "crop_patches"),
-    "roi2cls": ("global_patches", "crop_pooled"),
-    "combined": ("global_patches", "crop_patches", "crop_pooled"),
+    "roi2pooled": _STUDENT + ("subset_patches",),
+    "roi2cls": _STUDENT + ("subset_embed",),
+    "combined": _STUDENT + ("subset_patches", "subset_embed"),
 }
 
 
 @LOSSES.register_module()
-class PatchDistillLoss(nn.Module):
+class PatchDistillLoss(FeatureLoss):
     """``L = 1 - mean_i cos(s_i, t_i)`` between RoI features of the global view and crop targets (§1.3).
 
     Student ``s_i``: RoIAlign of the global dense token map over box ``i`` (``output_size`` = the token
@@ -41,8 +42,9 @@ class PatchDistillLoss(nn.Module):
     is a zero connected to the inputs' graph (the reference would average an empty set, NaN).
 
     Attributes:
-        required_features: the feature names this ``align`` mode reads (see :mod:`farslip_ext.heads.region`),
-            so the task can skip computing the others.
+        required_features: the features this ``align`` mode reads (:mod:`farslip_ext.train.features`):
+            ``global_patches``, ``grid``, ``subset_boxes`` and ``subset_patches`` (roi2pooled) /
+            ``subset_embed`` (roi2cls) / both (combined), so the task skips computing the others.
 
     Args:
         align: ``"roi2pooled"`` | ``"roi2cls"`` | ``"combined"``.
@@ -57,9 +59,14 @@ class PatchDistillLoss(nn.Module):
         self.loss_weight = float(loss_weight)
 
     @property
-    def required_features(self) -> Tuple[str, ...]:
-        """Model outputs this loss reads for its ``align`` mode."""
+    def required_features(self) -> Tuple[str, ...]:  # type: ignore[override]
+        """Features this loss reads for its ``align`` mode."""
         return _REQUIRED[self.align]
+
+    def forward_features(self, f: Dict[str, object]) -> Dict[str, torch.Tensor]:
+        """The task's call: the crop features are ``subset_patches`` / ``subset_embed``."""
+        return self(f["global_patches"], f["grid"], f["subset_boxes"], crop_patches=f.get("subset_patches"),
+                    crop_pooled=f.get("subset_embed"))
 
     @staticmethod
     def _cos_distance(s: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -87,8 +94,9 @@ class PatchDistillLoss(nn.Module):
         Returns:
             ``{"distill_loss": loss_weight * L}``.
         """
-        need = {"crop_patches": crop_patches, "crop_pooled": crop_pooled}
-        missing = [k for k in self.required_features if k in need and need[k] is None]
+        need = {"subset_patches": crop_patches, "subset_embed": crop_pooled}
+        missing = [{"subset_patches": "crop_patches", "subset_embed": "crop_pooled"}[k]
+                   for k in self.required_features if k in need and need[k] is None]
         if missing:
             raise ValueError(f"PatchDistillLoss(align={self.align!r}) needs {missing}")
         m = int(valid_box_mask(boxes).sum())

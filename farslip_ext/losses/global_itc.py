@@ -5,10 +5,11 @@ import logging
 from typing import Dict, Optional
 
 import torch
+import torch.nn.functional as F
 from open_clip.loss import ClipLoss
-from torch import nn
 
 from farslip_ext.losses._dist import dist_info
+from farslip_ext.losses.base import FeatureLoss
 from farslip_ext.registry import LOSSES
 
 __all__ = ["GlobalITCLoss"]
@@ -17,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 @LOSSES.register_module()
-class GlobalITCLoss(nn.Module):
+class GlobalITCLoss(FeatureLoss):
     """CLIP InfoNCE between the global image embedding (CLS) and the caption embedding (§1.5).
 
     Delegates to ``open_clip.loss.ClipLoss(local_loss=False, gather_with_grad=False, cache_labels=True,
@@ -28,6 +29,9 @@ class GlobalITCLoss(nn.Module):
     effective parameter gradient is 1/world_size of the single-process one; that is the reference
     behaviour and open_clip's.)
 
+    In a task it reads ``global_embed``, ``global_text_embed`` and ``logit_scale`` and L2-normalises
+    the embeddings (:meth:`forward_features`); ``forward`` takes normalised tensors.
+
     Args:
         loss_weight: multiplies the loss (reference ``--w-g`` = 1.0).
         local_loss: ``ClipLoss`` option (reference False).
@@ -36,6 +40,8 @@ class GlobalITCLoss(nn.Module):
         rank: fixed rank; ``None`` reads ``torch.distributed`` at every forward (0 when not initialised).
         world_size: fixed world size; ``None`` reads ``torch.distributed`` at every forward.
     """
+
+    required_features = ("global_embed", "global_text_embed", "logit_scale")
 
     def __init__(
         self,
@@ -79,3 +85,8 @@ class GlobalITCLoss(nn.Module):
         self.clip_loss.rank, self.clip_loss.world_size = self._rank_world()
         loss = self.clip_loss(image_features, text_features, logit_scale)
         return {"global_itc_loss": self.loss_weight * loss}
+
+    def forward_features(self, f: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The task's call: normalise ``global_embed`` and ``global_text_embed``, then :meth:`forward`."""
+        return self(F.normalize(f["global_embed"], dim=-1), F.normalize(f["global_text_embed"], dim=-1),
+                    f["logit_scale"])

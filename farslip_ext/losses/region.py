@@ -7,9 +7,9 @@ from typing import Dict, Optional
 import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
-from torch import nn
 
 from farslip_ext.losses._dist import all_sizes, dist_info, gather_rows, gather_rows_with_grad, pad_rows, zero_loss
+from farslip_ext.losses.base import FeatureLoss
 from farslip_ext.heads.roi import upcast
 from farslip_ext.registry import LOSSES
 
@@ -35,7 +35,7 @@ def _labels_and_valid(
 
 
 @LOSSES.register_module()
-class RegionCategoryLoss(nn.Module):
+class RegionCategoryLoss(FeatureLoss):
     """Multi-positive region-category contrastive loss ("MPCL", the reference default, §2.3).
 
     Region features ``V`` and their text features ``T`` (one row per region; the text of a labelled
@@ -61,7 +61,12 @@ class RegionCategoryLoss(nn.Module):
         loss_weight: multiplies the loss (reference ``--w-l`` = 1.0).
         ignore_label: label of rows to drop (reference −1).
         gather: all-gather across ranks when ``torch.distributed`` is initialised (reference True).
+
+    In a task it reads ``region_embed`` (the head's normalised output), ``local_text_embed`` (normalised
+    here), ``logit_scale`` and ``local_labels`` (:meth:`forward_features`).
     """
+
+    required_features = ("region_embed", "local_text_embed", "logit_scale", "local_labels")
 
     def __init__(self, loss_weight: float = 1.0, ignore_label: int = -1, gather: bool = True) -> None:
         super().__init__()
@@ -118,9 +123,14 @@ class RegionCategoryLoss(nn.Module):
         loss = 0.5 * (soft_cross_entropy(target, logits_v) + soft_cross_entropy(target, logits_t))
         return {"region_itc_loss": self.loss_weight * loss}
 
+    def forward_features(self, f: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The task's call: region embeddings against the normalised region-text embeddings."""
+        return self(f["region_embed"], F.normalize(f["local_text_embed"], dim=-1), f["logit_scale"],
+                    labels=f["local_labels"])
+
 
 @LOSSES.register_module()
-class PaddedRegionITCLoss(nn.Module):
+class PaddedRegionITCLoss(FeatureLoss):
     """One-to-one region-text InfoNCE over zero-padded rows (the reference fallback without MPCL, §2.3, §7.9).
 
     Reproduces the reference exactly: region and text rows of invalid (padded) regions are set to zero,
@@ -143,7 +153,11 @@ class PaddedRegionITCLoss(nn.Module):
         gather_with_grad: ``ClipLoss`` option (reference False).
         rank: fixed rank; ``None`` reads ``torch.distributed`` at every forward.
         world_size: fixed world size; ``None`` reads ``torch.distributed`` at every forward.
+
+    In a task it reads ``region_embed``, ``local_text_embed`` (normalised here) and ``logit_scale``.
     """
+
+    required_features = ("region_embed", "local_text_embed", "logit_scale")
 
     def __init__(
         self,
@@ -213,3 +227,7 @@ class PaddedRegionITCLoss(nn.Module):
             + F.cross_entropy(upcast(logits_per_text), targets, ignore_index=-100)
         )
         return {"region_itc_loss": self.loss_weight * loss}
+
+    def forward_features(self, f: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The task's call: region embeddings against the normalised region-text embeddings."""
+        return self(f["region_embed"], F.normalize(f["local_text_embed"], dim=-1), f["logit_scale"])

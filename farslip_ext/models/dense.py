@@ -1,17 +1,20 @@
-"""Dense patch features for OpenCLIP vision towers, by composition (no edits or subclasses of open_clip).
+"""Dense patch features for ViT vision towers, by composition (no edits or subclasses of open_clip or timm).
 
 One trunk pass yields both outputs the FarSLIP trainer and the OVSS segmentor need
 (farslip-method.md §4.2 ``forward_v2``, ovss-protocol.md §1.3):
 
 * ``image_embed``: the standard image embedding, bit-identical to ``model.encode_image`` (the normal
-  last block, ``ln_post`` on the CLS token, ``proj``);
+  last block and the tower's own pooling and projection);
 * ``patch_tokens``: the last block replaced by a dense-attention variant (``SegEarth`` by default),
-  then ``ln_post`` and ``proj`` on every token → (B, H·W, D), not normalised; ``cls_token`` is the
-  variant's output at the CLS position (the OVSS "global bias" term).
+  then the tower's per-token map into the embedding space (``ln_post`` + ``proj`` for open_clip ViTs)
+  → (B, H·W, D), not normalised; ``cls_token`` is the variant's output at the CLS position (the OVSS
+  "global bias" term), or the tower's pooling of the dense tokens when it has no class token.
 
-Blocks ``0..L-2`` run once and are shared by both heads. Inputs of any size work: the positional
-embedding is bicubically interpolated to the input's patch grid (the image embedding then follows the
-same interpolated embedding; at the training size it equals ``encode_image`` exactly).
+Blocks ``0..L-2`` run once and are shared by both heads. The tower families (open_clip ViTs, timm
+ViT / SigLIP / EVA02 trunks inside open_clip) are adapted in :mod:`farslip_ext.models.towers`.
+Inputs of any size work for open_clip ViTs (the positional embedding is bicubically interpolated to the
+input's patch grid; at the training size the image embedding equals ``encode_image`` exactly) and for
+timm trunks built with ``dynamic_img_size``.
 
 Typical use::
 
@@ -25,11 +28,10 @@ from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from farslip_ext.models.dense_attn import DenseAttention, build_dense_attention, check_supported_tower
+from farslip_ext.models.towers import embed_tokens, interpolate_pos_embed, tower_of
 
 __all__ = ["DenseOutput", "DenseFeatureExtractor", "dense_forward", "embed_tokens", "interpolate_pos_embed"]
 
@@ -40,7 +42,8 @@ class DenseOutput:
 
     image_embed: Optional[torch.Tensor]  # (B, D), == model.encode_image(images) at the training size
     patch_tokens: Optional[torch.Tensor]  # (B, H*W, D) projected dense tokens, unnormalised
-    cls_token: Optional[torch.Tensor]  # (B, D) dense variant's CLS-position output, projected
+    cls_token: Optional[torch.Tensor]  # (B, D) dense variant's CLS-position output (or the tower's pooling of
+    #                                    the dense tokens when it has no class token), projected
     grid: Tuple[int, int]  # (H, W) token grid
 
     def patch_map(self) -> torch.Tensor:
@@ -52,45 +55,13 @@ class DenseOutput:
         return self.patch_tokens.transpose(1, 2).reshape(b, d, h, w)
 
 
-def _visual(model: nn.Module) -> nn.Module:
-    return getattr(model, "visual", model)
+Rows = Optional[Union[slice, torch.Tensor]]
 
 
-def interpolate_pos_embed(pos: torch.Tensor, old_grid: Tuple[int, int], new_grid: Tuple[int, int]) -> torch.Tensor:
-    """Bicubic resize of a ViT positional table (1 CLS row + H·W rows) to a new patch grid."""
-    if tuple(old_grid) == tuple(new_grid):
-        return pos
-    cls_pos, patch_pos = pos[:1], pos[1:]
-    d = pos.shape[-1]
-    patch_pos = patch_pos.reshape(1, old_grid[0], old_grid[1], d).permute(0, 3, 1, 2)
-    patch_pos = F.interpolate(patch_pos.float(), size=tuple(new_grid), mode="bicubic", align_corners=False)
-    patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(-1, d).to(pos.dtype)
-    return torch.cat([cls_pos, patch_pos], dim=0)
-
-
-def embed_tokens(visual: nn.Module, images: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
-    """Patch embedding + CLS + positional embedding + ``ln_pre``, for any input size.
-
-    At the tower's own grid this is ``visual._embeds`` (so results match ``encode_image`` exactly).
-    """
-    ph, pw = visual.patch_size if isinstance(visual.patch_size, tuple) else (visual.patch_size,) * 2
-    grid = (images.shape[-2] // ph, images.shape[-1] // pw)
-    images = images.to(visual.conv1.weight.dtype)
-    if grid == tuple(visual.grid_size):
-        return visual._embeds(images), grid
-    x = visual.conv1(images)
-    x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
-    cls = visual.class_embedding.view(1, 1, -1).expand(x.shape[0], -1, -1).to(x.dtype)
-    x = torch.cat([cls, x], dim=1)
-    x = x + interpolate_pos_embed(visual.positional_embedding, tuple(visual.grid_size), grid).to(x.dtype)
-    x = visual.patch_dropout(x)
-    return visual.ln_pre(x), grid
-
-
-def _run_block(block: nn.Module, x: torch.Tensor, use_ckpt: bool) -> torch.Tensor:
-    if use_ckpt:
-        return checkpoint(block, x, None, None, None, use_reentrant=False)
-    return block(x)
+def _rows(t: torch.Tensor, sel: Rows) -> torch.Tensor:
+    if sel is None:
+        return t
+    return t.index_select(0, sel) if isinstance(sel, torch.Tensor) else t[sel]
 
 
 def dense_forward(
@@ -98,63 +69,47 @@ def dense_forward(
     images: torch.Tensor,
     attn: Union[str, dict, DenseAttention] = "SegEarth",
     *,
-    ignore_residual: bool = True,
+    ignore_residual: Optional[bool] = True,
     return_image_embed: bool = True,
     return_dense: bool = True,
     check_tower: bool = True,
-    embed_rows: Optional[Union[slice, torch.Tensor]] = None,
-    dense_rows: Optional[Union[slice, torch.Tensor]] = None,
+    embed_rows: Rows = None,
+    dense_rows: Rows = None,
 ) -> DenseOutput:
     """Image embedding and dense patch tokens from one trunk pass.
 
     Args:
-        model: an open_clip CLIP (or its ``visual`` tower).
-        images: (B, 3, H, W) normalised images; any H, W (positional embedding interpolated).
+        model: an open_clip CLIP (or its ``visual`` tower) of a supported family
+            (:data:`farslip_ext.models.towers.SUPPORTED_FAMILIES`: open_clip ViTs, timm ViT / SigLIP / EVA02
+            trunks); any other tower raises :class:`~farslip_ext.models.towers.UnsupportedTowerError`.
+        images: (B, 3, H, W) normalised images; any H, W for open_clip ViTs (positional embedding
+            interpolated) and timm trunks built with ``dynamic_img_size``.
         attn: dense-attention variant: a registered name (``"SegEarth"``, ``"MaskCLIP"``, ``"SCLIP"``,
             ``"ClearCLIP"``, ``"NACLIP"``, ``"vanilla"``), a ``dict(type=...)`` config or an instance.
-        ignore_residual: reference default True (the dense block has no residual and no FFN).
+        ignore_residual: True (the OVSS reference for every variant): the dense block has no residual and no
+            FFN; False keeps both; None: the variant's training-fork rule (MaskCLIP keeps them). Used when
+            ``attn`` is a name or a config without its own ``ignore_residual``.
         return_image_embed / return_dense: skip the branch that is not needed.
+        check_tower: kept for compatibility; the tower is always identified (a cheap type check).
         embed_rows / dense_rows: compute a branch for these batch rows only (a slice or index tensor);
             the trunk runs once for all rows. Used to encode global images and crops together when only
             some of them need the image embedding or the dense tokens.
     """
-    visual = _visual(model)
-    if check_tower:
-        check_supported_tower(visual)
+    tower = tower_of(model)
     variant = build_dense_attention(attn, ignore_residual=ignore_residual) if return_dense else None
-    x, grid = embed_tokens(visual, images)
-    tr = visual.transformer
-    blocks = tr.resblocks
-    use_ckpt = bool(getattr(tr, "grad_checkpointing", False)) and torch.is_grad_enabled()
-    batch_first = getattr(tr, "batch_first", True)
-    if not batch_first:
-        x = x.transpose(0, 1)
-    for blk in blocks[:-1]:
-        x = _run_block(blk, x, use_ckpt)
+    x, grid = tower.tokens(images)
+    tower.check_token_count(x, grid)
 
     image_embed = None
-    bf_dim = 0 if batch_first else 1
-
-    def rows(t: torch.Tensor, sel) -> torch.Tensor:
-        return t if sel is None else t.index_select(bf_dim, sel) if isinstance(sel, torch.Tensor) else (
-            t[sel] if batch_first else t[:, sel])
-
     if return_image_embed:
-        x_last = _run_block(blocks[-1], rows(x, embed_rows), use_ckpt)
-        if not batch_first:
-            x_last = x_last.transpose(0, 1)
-        pooled, _ = visual._pool(x_last)
-        image_embed = pooled @ visual.proj if visual.proj is not None else pooled
+        image_embed = tower.image_embed(tower.run_last_block(_rows(x, embed_rows), grid))
 
     patch_tokens = cls_token = None
     if variant is not None:
-        xs = rows(x, dense_rows)
-        xb = xs.transpose(0, 1) if not batch_first else xs
-        dense = variant(blocks[-1], xb, grid)
-        dense = visual.ln_post(dense)
-        if visual.proj is not None:
-            dense = dense @ visual.proj
-        cls_token, patch_tokens = dense[:, 0], dense[:, 1:]
+        dense = variant(tower.last, _rows(x, dense_rows), grid)
+        projected = tower.project_tokens(dense)
+        patch_tokens = projected[:, tower.num_prefix_tokens:]
+        cls_token = tower.global_token(dense, projected)
     return DenseOutput(image_embed=image_embed, patch_tokens=patch_tokens, cls_token=cls_token, grid=grid)
 
 
@@ -165,9 +120,9 @@ class DenseFeatureExtractor(nn.Module):
     """
 
     def __init__(self, model: nn.Module, attn: Union[str, dict, DenseAttention] = "SegEarth",
-                 ignore_residual: bool = True) -> None:
+                 ignore_residual: Optional[bool] = True) -> None:
         super().__init__()
-        check_supported_tower(_visual(model))
+        check_supported_tower(model)
         self.model = model
         self.attn = build_dense_attention(attn, ignore_residual=ignore_residual)
 

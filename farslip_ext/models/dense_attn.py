@@ -1,11 +1,12 @@
 """Dense-attention variants for the last ViT block (registered in ``DENSE_ATTN``).
 
-Every variant replaces the attention of the last block of an OpenCLIP vision tower to produce
-spatially faithful patch tokens (ovss-protocol.md §1.3, farslip-method.md §4.1). With ``y = ln_1(x)``
-and per-head ``q, k, v`` from the block's ``in_proj``, ``s = head_dim^-1/2``:
+Every variant replaces the attention of the last block of a ViT vision tower (any family of
+:mod:`farslip_ext.models.towers`) to produce spatially faithful patch tokens (ovss-protocol.md §1.3,
+farslip-method.md §4.1). With ``y = norm_1(x)`` and per-head ``q, k, v`` as the block's own attention
+computes them (its q/k norms and rotary positions included), ``s = head_dim^-1/2``:
 
 ============  ==========================================================  ===================
-name          attention weights A (row softmax over all 1+N tokens)       reference
+name          attention weights A (row softmax over all T tokens)         reference
 ============  ==========================================================  ===================
 vanilla       softmax(q kᵀ s)                                             CLIP
 MaskCLIP      identity (output = v)                                       MaskCLIP
@@ -15,9 +16,16 @@ SegEarth      softmax(q qᵀ s) + softmax(k kᵀ s) + softmax(v vᵀ s)         
 NACLIP        softmax(k kᵀ s + Gaussian neighbourhood prior, σ=1)         NACLIP
 ============  ==========================================================  ===================
 
-Rows of the summed variants are *not* renormalised (reference behaviour). The block output is then
-``o = out_proj(A v)``; with ``ignore_residual=True`` (the reference default: no residual, no FFN) the
-block returns ``o``, otherwise ``x + o + mlp(ln_2(x + o))``.
+T = prefix tokens (CLS, registers) + H·W patches. Rows of the summed variants are *not* renormalised
+(reference behaviour). The block output is then ``o = out_proj(A v)``; with ``ignore_residual=True``
+(no residual, no FFN) the block returns ``o``, otherwise ``x + o + mlp(norm_2(x + o))``.
+
+Which residual rule is the reference depends on the place (farslip-method.md §4.1, ovss-protocol.md
+§1.3): the OVSS code (RS-OVSS, SegEarth-OV; ``FarSLIPSeg``) applies ``ignore_residual=True`` to every
+variant; the FarSLIP *training* fork's ``--last-attn-type MaskCLIP`` keeps the residual and the MLP
+(``x + out_proj(v(ln_1 x))``, then ``+ mlp(ln_2 ·)``) and its SegEarth drops both. Each variant states
+its training-fork rule in :attr:`DenseAttention.training_ignore_residual`; ``ignore_residual=None``
+selects it (what ``FarSLIPTask`` does).
 
 Each softmax-then-multiply is one ``scaled_dot_product_attention`` call, so the fused SDPA kernels
 serve every variant; MaskCLIP needs no attention at all.
@@ -28,16 +36,21 @@ Adding a variant is one small class::
     class MyAttention(DenseAttention):
         def mix(self, q, k, v, grid):
             return F.scaled_dot_product_attention(k, q, v)
+
+A variant that is not one of the six above should also define ``reference_weights(q, k, v, grid)``,
+the explicit (T, T) attention matrix of ONE head (loops or plain matrix algebra, no SDPA): the generic
+test (tests/models/test_dense_variants.py) checks ``mix`` against it for every registered variant.
 """
 from __future__ import annotations
 
 import functools
-from typing import Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from farslip_ext.models.towers import SUPPORTED_FAMILIES, LastBlock, OpenCLIPLastBlock, tower_of, vision_tower
 from farslip_ext.registry import DENSE_ATTN
 
 __all__ = [
@@ -54,63 +67,58 @@ __all__ = [
     "build_dense_attention",
 ]
 
-SUPPORTED_TOWERS = (
-    "open_clip VisionTransformer towers built from ResidualAttentionBlock with nn.MultiheadAttention "
-    "(OpenAI/OpenCLIP ViT-*, the farslip-* architectures), without an attentional pooler"
-)
+#: The supported tower families, in words (:data:`farslip_ext.models.towers.SUPPORTED_FAMILIES`).
+SUPPORTED_TOWERS = "; ".join(SUPPORTED_FAMILIES)
 
 
 def check_supported_tower(visual: nn.Module) -> None:
-    """Raise a clear error for vision towers the dense variants cannot serve (timm, ResNet, CoCa ...)."""
-    from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
+    """Raise :class:`~farslip_ext.models.towers.UnsupportedTowerError` (a ``TypeError``) naming the
+    supported families for a tower the dense variants cannot serve (ResNet, ConvNeXt, CoCa, custom blocks).
 
-    name = type(visual).__name__
-    if not isinstance(visual, VisionTransformer):
-        raise TypeError(f"dense attention variants need {SUPPORTED_TOWERS}; got a {name} vision tower. "
-                        f"timm towers (vision_cfg.timm_model_name) and ModifiedResNet are not supported.")
-    if getattr(visual, "attn_pool", None) is not None:
-        raise TypeError(f"dense attention variants need {SUPPORTED_TOWERS}; this {name} has an attentional pooler.")
-    last = visual.transformer.resblocks[-1]
-    if not isinstance(last, ResidualAttentionBlock) or not isinstance(last.attn, nn.MultiheadAttention):
-        raise TypeError(f"dense attention variants need {SUPPORTED_TOWERS}; the last block is a "
-                        f"{type(last).__name__} (custom blocks with qk-norm/scaled-cosine attention are not supported).")
+    A supported timm tower (open_clip ``TimmModel``) also gets the attribute ``patch_size`` that open_clip's
+    own ViT has (the trunk's patch size), so callers read it the same way on every supported tower.
+    """
+    tower = tower_of(visual)
+    vis = vision_tower(visual)
+    if not hasattr(vis, "patch_size"):
+        vis.patch_size = tower.patch_size
 
 
 class DenseAttention:
     """Base class: computes the modified last block. Subclasses implement :meth:`mix`.
 
     Args:
-        ignore_residual: if True (reference default), the block output is the attention output only
-            (no residual, no FFN); otherwise ``x + o + mlp(ln_2(x + o))``.
+        ignore_residual: True: the block output is the attention output only (no residual, no FFN; the
+            OVSS reference for every variant and the training fork's SegEarth); False: ``x + o`` then
+            ``+ mlp(ln_2(x + o))`` (the training fork's MaskCLIP). ``None``: this variant's training-fork
+            default, :attr:`training_ignore_residual`.
     """
 
     name: str = "base"
+    #: What the FarSLIP training fork does for this variant (farslip-method.md §4.1): True = no residual, no MLP.
+    training_ignore_residual: bool = True
 
-    def __init__(self, ignore_residual: bool = True) -> None:
-        self.ignore_residual = ignore_residual
+    def __init__(self, ignore_residual: Optional[bool] = True) -> None:
+        self.ignore_residual = type(self).training_ignore_residual if ignore_residual is None else bool(ignore_residual)
 
     def mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-        """Return ``A v`` for per-head ``q, k, v`` of shape (B, heads, 1+N, head_dim)."""
+        """Return ``A v`` for per-head ``q, k, v`` of shape (B, heads, T, head_dim); T = prefix + H·W tokens."""
         raise NotImplementedError
 
-    def __call__(self, block: nn.Module, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-        """Apply the modified ``block`` to batch-first tokens ``x`` (B, 1+N, width)."""
-        attn: nn.MultiheadAttention = block.attn
-        b, n, width = x.shape
-        heads = attn.num_heads
-        hd = width // heads
-        y = block.ln_1(x)
-        qkv = F.linear(y, attn.in_proj_weight, attn.in_proj_bias)
-        q, k, v = qkv.view(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, N, hd)
-        out = self.mix(q, k, v, grid)
-        out = out.transpose(1, 2).reshape(b, n, width)
-        out = attn.out_proj(out)
+    def __call__(self, last: Union[LastBlock, nn.Module], x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        """Apply the modified last block to batch-first tokens ``x`` (B, T, width).
+
+        ``last`` is a :class:`~farslip_ext.models.towers.LastBlock` (from ``tower_of(model).last``) or an
+        open_clip ``ResidualAttentionBlock``.
+        """
+        if not isinstance(last, LastBlock):
+            last = OpenCLIPLastBlock(last)
+        y = last.norm_in(x)
+        q, k, v = last.qkv(y, grid)
+        out = last.attn_output(self.mix(q, k, v, grid), y)
         if self.ignore_residual:
             return out
-        ls_1 = getattr(block, "ls_1", nn.Identity())
-        ls_2 = getattr(block, "ls_2", nn.Identity())
-        x = x + ls_1(out)
-        return x + ls_2(block.mlp(block.ln_2(x)))
+        return last.residual(x, out)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(ignore_residual={self.ignore_residual})"
@@ -135,6 +143,8 @@ class MaskCLIPAttention(DenseAttention):
     """Identity attention: each token keeps its own value vector (MaskCLIP)."""
 
     name = "MaskCLIP"
+    #: the training fork keeps residual + MLP for MaskCLIP (farslip-method.md §4.1)
+    training_ignore_residual = False
 
     def mix(self, q, k, v, grid):
         return v
@@ -174,19 +184,21 @@ class SegEarthAttention(DenseAttention):
 
 
 @functools.lru_cache(maxsize=32)
-def _naclip_prior_cpu(h: int, w: int, std: float) -> torch.Tensor:
+def _naclip_prior_cpu(h: int, w: int, std: float, prefix: int) -> torch.Tensor:
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
     pos = torch.stack([ys.flatten(), xs.flatten()], dim=1)
     d2 = torch.cdist(pos, pos) ** 2
-    prior = torch.zeros(h * w + 1, h * w + 1, dtype=torch.float64)
-    prior[1:, 1:] = torch.exp(-d2 / (2.0 * std * std))
+    prior = torch.zeros(h * w + prefix, h * w + prefix, dtype=torch.float64)
+    prior[prefix:, prefix:] = torch.exp(-d2 / (2.0 * std * std))
     return prior.to(torch.float32)
 
 
-def naclip_prior(grid: Tuple[int, int], std: float = 1.0, device=None, dtype=torch.float32) -> torch.Tensor:
+def naclip_prior(grid: Tuple[int, int], std: float = 1.0, device=None, dtype=torch.float32,
+                 prefix: int = 1) -> torch.Tensor:
     """NACLIP's additive neighbourhood prior: ω_ij = exp(−‖p_i − p_j‖² / 2σ²) between patch positions
-    on the (H, W) grid; the CLS row and column are zero. Shape (1+N, 1+N)."""
-    return _naclip_prior_cpu(int(grid[0]), int(grid[1]), float(std)).to(device=device, dtype=dtype)
+    on the (H, W) grid; the rows and columns of the ``prefix`` tokens (CLS, registers) are zero.
+    Shape (prefix+N, prefix+N)."""
+    return _naclip_prior_cpu(int(grid[0]), int(grid[1]), float(std), int(prefix)).to(device=device, dtype=dtype)
 
 
 @DENSE_ATTN.register_module(name=["NACLIP", "NACLIPAttention"])
@@ -195,17 +207,22 @@ class NACLIPAttention(DenseAttention):
 
     name = "NACLIP"
 
-    def __init__(self, ignore_residual: bool = True, std: float = 1.0) -> None:
+    def __init__(self, ignore_residual: Optional[bool] = True, std: float = 1.0) -> None:
         super().__init__(ignore_residual)
         self.std = std
 
     def mix(self, q, k, v, grid):
-        bias = naclip_prior(grid, self.std, device=k.device, dtype=k.dtype)
+        prefix = k.shape[-2] - int(grid[0]) * int(grid[1])
+        bias = naclip_prior(grid, self.std, device=k.device, dtype=k.dtype, prefix=prefix)
         return F.scaled_dot_product_attention(k, k, v, attn_mask=bias)
 
 
-def build_dense_attention(spec, ignore_residual: bool = True) -> DenseAttention:
-    """A variant from a name (``"SegEarth"``), a ``dict(type=..., ...)`` config or an instance."""
+def build_dense_attention(spec, ignore_residual: Optional[bool] = True) -> DenseAttention:
+    """A variant from a name (``"SegEarth"``), a ``dict(type=..., ...)`` config or an instance.
+
+    ``ignore_residual`` applies when the spec does not set it; ``None`` means the variant's training-fork
+    rule (:attr:`DenseAttention.training_ignore_residual`). An instance is returned as it is.
+    """
     if isinstance(spec, DenseAttention):
         return spec
     if isinstance(spec, str):
@@ -215,4 +232,3 @@ def build_dense_attention(spec, ignore_residual: bool = True) -> DenseAttention:
         spec.setdefault("ignore_residual", ignore_residual)
         return DENSE_ATTN.build(spec)
     raise TypeError(f"dense attention must be a name, a dict(type=...) or a DenseAttention; got {spec!r}")
-

@@ -9,10 +9,16 @@ whether they carry gradient. The small interface the training task uses::
     teacher.before_optimizer_step(student) # after backward, before optimizer.step()
     teacher.after_optimizer_step(student)  # after optimizer.step()
     teacher.state_dict() / teacher.load_state_dict(sd)   # checkpoint ("state_dict_teacher")
+    teacher.trainable_modules()            # modules the optimizer trains (none for the built-ins)
 
 Teachers are plain objects, not ``nn.Module``\\ s, so the teacher copy never becomes a submodule of the
 student (DDP, ``model.train()``, optimiser parameter groups and checkpoints of the student stay clean).
 A DDP/DataParallel wrapper or a ``torch.compile`` wrapper around the student is unwrapped.
+
+A teacher that learns (e.g. a projection of its targets) returns those modules from
+:meth:`Teacher.trainable_modules`; the task registers them as its submodules, so their parameters are
+optimised, checkpointed (``task_state``) and restored on resume. Any other trainable parameter a
+teacher holds is an error when the optimizer is built (it would silently never train).
 """
 from __future__ import annotations
 
@@ -70,6 +76,10 @@ class Teacher:
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
+
+    def trainable_modules(self) -> Dict[str, nn.Module]:
+        """Modules with parameters the optimizer must train (registered in the task as ``teacher_modules``)."""
+        return {}
 
 
 @TEACHERS.register_module()

@@ -3,7 +3,8 @@
 A checkpoint is one ``torch.save`` file that ``torch.load(weights_only=True)`` reads (no pickled code)::
 
     {"state_dict": <model in plain open_clip keys>,   # stock open_clip.create_model(arch, pretrained=path) loads it
-     "optimizer", "scheduler", "scaler", "teacher",   # training state
+     "task_state": <learnable components>,            # loss / head / teacher-module parameters (not open_clip's)
+     "optimizer", "scheduler", "scaler", "task_extra", # training state (task_extra: the teacher copy)
      "rng": {...}, "step", "epoch", "batch_in_epoch",  # exact resume
      "config": <resolved config dict>, "arch": str}
 

@@ -6,6 +6,12 @@ The loop knows only the task contract (a module built from ``cfg.task`` in the `
     task.after_optimizer_step()             # e.g. the EMA teacher update
     task.extra_state() / load_extra_state() # e.g. the teacher, for checkpoints
 
+Every trainable parameter of the task is optimised: the model's in the reference's groups, the
+learnable components' (losses, head, teacher modules) in their own groups (``optim.component_lr``,
+``optim.component_weight_decay``). A trainable tensor a component holds where the optimizer cannot
+see it is an error at build time. The checkpoint keeps the model in pure open_clip keys
+(``state_dict``) and the components beside it (``task_state``).
+
 Everything a GPU cluster needs is here: ``torchrun`` DDP (multi-node ready; NCCL on GPUs, gloo on
 CPU), bf16/fp16 autocast (fp16 with a GradScaler), gradient checkpointing, optional ``torch.compile``,
 AdamW with the reference's weight-decay exclusions, warmup + cosine, the logit-scale clamp, per-rank
@@ -27,11 +33,12 @@ from mmengine.config import Config
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
-from farslip_ext.errors import FarSLIPError
+from farslip_ext.errors import ConfigError, FarSLIPError
 from farslip_ext.models.logit_scale import clamp_logit_scale_
 from farslip_ext.precision import training_precision
 from farslip_ext.registry import TASKS, TRAIN_DATASETS
 from farslip_ext.train.checkpoint import atomic_save, capture_rng, find_resume, load_training_checkpoint, restore_rng
+from farslip_ext.train.components import component_state_dict, hidden_parameters, load_component_state
 from farslip_ext.train.config import config_to_dict
 from farslip_ext.train.distributed import DistInfo, cleanup_distributed, init_distributed
 from farslip_ext.train.optim import build_optimizer, build_scheduler
@@ -86,7 +93,10 @@ class Trainer:
         self.total_steps = int(sch.max_steps or self.steps_per_epoch * int(sch.epochs))
         self.optimizer = build_optimizer(self.model, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
                                          betas=cfg.optim.betas, eps=cfg.optim.eps,
-                                         impl=self._optim_impl(cfg.optim.impl))
+                                         impl=self._optim_impl(cfg.optim.impl), task=self.task,
+                                         component_lr=cfg.optim.get("component_lr"),
+                                         component_weight_decay=cfg.optim.get("component_weight_decay"))
+        self._check_parameters_visible()
         self.scheduler = build_scheduler(self.optimizer, warmup=int(sch.warmup_steps), total=self.total_steps)
         self.scaler = torch.amp.GradScaler(self.dist.device.type, enabled=self.precision.needs_grad_scaler)
         self.forward_module = self._wrap(self.task)
@@ -165,6 +175,21 @@ class Trainer:
         raise ValueError("schedule.steps_per_epoch is required for a streaming (webdataset) dataset: "
                          "set it to ceil(num_samples / (batch_size * world_size))")
 
+    def _optimized(self) -> list:
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def _check_parameters_visible(self) -> None:
+        """Every trainable parameter of the task is in the optimizer, and no component hides one."""
+        seen = {id(p) for p in self._optimized()}
+        missing = [n for n, p in self.task.named_parameters() if p.requires_grad and id(p) not in seen]
+        objects = self.task.hidden_parameter_objects() if hasattr(self.task, "hidden_parameter_objects") else {}
+        hidden = hidden_parameters(self.task, self.model, objects, visible=seen)
+        if missing or hidden:
+            raise ConfigError(
+                f"trainable parameters the optimizer does not see: {missing + hidden}. A component's parameters must "
+                f"be registered on it (nn.Parameter / nn.Module attributes, nn.ModuleList for lists); a teacher "
+                f"returns its learnable modules from trainable_modules(); set requires_grad=False on frozen ones")
+
     def _wrap(self, task: nn.Module) -> nn.Module:
         module: nn.Module = task
         if self.dist.distributed:
@@ -187,6 +212,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "task_extra": self.task.extra_state() if hasattr(self.task, "extra_state") else {},
+            "task_state": component_state_dict(self.task, self.model),
             "rng": capture_rng(),
             "step": self.step,
             "epoch": self.epoch,
@@ -215,6 +241,7 @@ class Trainer:
             self.model.load_state_dict(sd, strict=False)
         else:
             self.model.load_state_dict(sd, strict=True)
+        load_component_state(self.task, self.model, ck.get("task_state", {}))
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
         self.scaler.load_state_dict(ck["scaler"])
@@ -314,7 +341,7 @@ class Trainer:
         gn = None
         if self.cfg.optim.grad_clip_norm:
             self.scaler.unscale_(self.optimizer)
-            gn = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.cfg.optim.grad_clip_norm)))
+            gn = float(torch.nn.utils.clip_grad_norm_(self._optimized(), float(self.cfg.optim.grad_clip_norm)))
         if hasattr(self.task, "before_optimizer_step"):
             self.task.before_optimizer_step()
         self.scaler.step(self.optimizer)
@@ -356,7 +383,7 @@ class Trainer:
                         bar.set_postfix(loss=f"{last['loss']:.4f}")
                     if self.step % int(self.cfg.train.log_every) == 0 or self.step == self.total_steps:
                         dt = time.perf_counter() - t_last
-                        self._log({"step": self.step, "epoch": self.epoch, "lr": self.scheduler.get_last_lr()[-1],
+                        self._log({"step": self.step, "epoch": self.epoch, "lr": self.scheduler.get_last_lr()[0],
                                    "samples_per_s": n_last / max(dt, 1e-9), **last})
                         t_last, n_last = time.perf_counter(), 0
                     if self.step % int(self.cfg.train.save_every_steps) == 0:

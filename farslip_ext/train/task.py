@@ -1,206 +1,170 @@
 """Training tasks: turn a batch into losses. The loop only calls ``task(batch) -> (losses, report)``.
 
-:class:`FarSLIPTask` covers both FarSLIP stages and a plain-CLIP baseline, chosen by which losses the
-config lists (farslip-method.md §1, §2):
+:class:`FarSLIPTask` is FarSLIP stage 1, stage 2, a plain-CLIP baseline — or any combination of
+registered losses — chosen by config (farslip-method.md §1, §2)::
 
-* ``global_itc`` — global image (CLS) vs caption, open_clip ``ClipLoss`` (both stages);
-* ``distill`` — patch-to-patch self-distillation on the stage-1 random crops (``subset_images``,
-  ``subset_boxes``), targets from the teacher (``ActiveTeacher``: the student itself, with gradient);
-* ``region`` — region-category alignment on the stage-2 object crops (``local_images``,
-  ``local_texts``, ``local_categories``, ``boxes``), region features from a region head.
+    task = dict(type="FarSLIPTask",
+                losses=dict(global_itc=dict(type="GlobalITCLoss", weight=1.0),         # §1.5
+                            distill=dict(type="PatchDistillLoss", weight=0.1),          # §1.3 (stage 1)
+                            mine=dict(type="MyLoss", weight=0.5)),                       # any LOSSES entry
+                region_head=dict(type="CropClsHead"),   # region_embed for region losses (§2.2)
+                teacher=dict(type="ActiveTeacher"),     # where subset_* (distillation targets) come from (§1.4)
+                dense_attn="SegEarth")                  # the dense last block (§4.1)
 
-Only the features some loss or head declares (``required_features``) are computed, in as few encoder
-calls as possible: with an active teacher the global images and all valid crops go through the image
-tower in ONE batched call, and the dense last block runs only when a dense feature is needed.
+Each loss declares the features it reads (``required_features``, :mod:`farslip_ext.train.features`); a
+loss that reads ``region_embed`` brings in the region head's needs. The union is computed once per step
+(:class:`~farslip_ext.train.encoding.FeatureEncoder`: one fused image pass, one text pass) and nothing
+else. Each loss is then called with exactly its features; the ``*_loss`` terms of all entries are
+returned (a term name returned by two entries gets the second entry's name in front), other scalar
+outputs go to the report.
+
+Learnable components — parameters of losses, the region head, and a teacher's ``trainable_modules()``
+— are submodules of the task: the trainer optimises them with the model, saves them in the checkpoint
+(``task_state``) and restores them on resume; the exported open_clip weights never contain them.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Set, Tuple
+import logging
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from farslip_ext.models.dense import dense_forward
+from farslip_ext.data.batch import valid_rows
+from farslip_ext.errors import ConfigError
 from farslip_ext.models.dense_attn import build_dense_attention
-from farslip_ext.registry import HEADS, LOSSES, TASKS, TEACHERS
+from farslip_ext.models.towers import tower_of
+from farslip_ext.registry import HEADS, TASKS, TEACHERS
+from farslip_ext.train.components import LossEntry, build_loss_entry
+from farslip_ext.train.encoding import FeatureEncoder, FeaturePlan, plan_features
+from farslip_ext.train.features import call_component, check_feature_names
 
 __all__ = ["FarSLIPTask"]
 
-_ROLES = ("global_itc", "distill", "region")
+logger = logging.getLogger(__name__)
 
 
-def _valid_rows(boxes: torch.Tensor) -> torch.Tensor:
-    """(B, K) bool: validity flag in the last box column."""
-    return boxes[..., 4] > 0.5
+def _scalar(v: Any) -> Optional[float]:
+    if isinstance(v, torch.Tensor) and v.numel() == 1:
+        return float(v.detach())
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    return None
 
 
 @TASKS.register_module()
 class FarSLIPTask(nn.Module):
-    """FarSLIP stage 1 / stage 2 / CLIP baseline as one task.
+    """Any set of registered losses over one CLIP (FarSLIP stage 1 / stage 2 / CLIP baseline by config).
 
     Args:
-        model: an open_clip ``CLIP``.
-        losses: ``{"global_itc": cfg, "distill": cfg, "region": cfg}`` (any subset); each a
-            ``dict(type=...)`` for ``LOSSES`` carrying its own ``loss_weight``.
-        region_head: ``HEADS`` config for the region loss (reference: ``CropClsHead``).
-        teacher: ``TEACHERS`` config for distillation targets (reference: ``ActiveTeacher``).
+        model: an open_clip ``CLIP`` (dense features: any tower of :mod:`farslip_ext.models.towers`).
+        losses: ``{entry_name: dict(type=<LOSSES name>, weight=w, **kwargs)}``; any number, ``None`` entries
+            are skipped (``--cfg-options task.losses.distill=None`` removes one). Default: global ITC only.
+        region_head: ``HEADS`` config computing ``region_embed`` (reference and default: ``CropClsHead``);
+            built when a loss reads ``region_embed`` or when given.
+        teacher: ``TEACHERS`` config for the ``subset_*`` features (reference: ``ActiveTeacher``).
         dense_attn: dense-attention variant of the last block (reference: ``SegEarth``).
-        ignore_residual: dense block without residual/FFN (reference: True).
+        ignore_residual: ``None`` (default): each variant's training-fork rule — SegEarth without residual
+            and MLP, MaskCLIP with both (farslip-method.md §4.1); True/False force one rule for any variant.
         fuse_encoder_calls: encode globals and crops in one batched call when the targets come from the
             student (same numerics; fewer, larger matmuls).
+        trim_text: trimmed text encoding (exact; ``False``: the padded ``model.encode_text``).
     """
 
     def __init__(self, model: nn.Module, losses: Optional[Mapping[str, Any]] = None,
                  region_head: Optional[Mapping[str, Any]] = None, teacher: Optional[Mapping[str, Any]] = None,
-                 dense_attn: Any = "SegEarth", ignore_residual: bool = True, fuse_encoder_calls: bool = True) -> None:
+                 dense_attn: Any = "SegEarth", ignore_residual: Optional[bool] = None,
+                 fuse_encoder_calls: bool = True, trim_text: bool = True) -> None:
         super().__init__()
         self.model = model
-        losses = dict(losses or {"global_itc": dict(type="GlobalITCLoss")})
-        unknown = set(losses) - set(_ROLES)
-        if unknown:
-            raise KeyError(f"FarSLIPTask: unknown loss role(s) {sorted(unknown)}; roles are {list(_ROLES)}")
-        self.losses = nn.ModuleDict({k: LOSSES.build(dict(v)) for k, v in losses.items() if v is not None})
-        self.region_head = None
-        if "region" in self.losses:
+        cfgs = dict(losses if losses is not None else {"global_itc": dict(type="GlobalITCLoss")})
+        self.entries: List[LossEntry] = [build_loss_entry(k, v) for k, v in cfgs.items() if v is not None]
+        if not self.entries:
+            raise ConfigError(f"task.losses has no loss (got {cfgs!r}); add at least one, e.g. "
+                              f"global_itc=dict(type='GlobalITCLoss')")
+        self.losses = nn.ModuleDict({e.name: e.loss for e in self.entries if isinstance(e.loss, nn.Module)})
+        needs = {n for e in self.entries for n in e.required_features}
+        self.region_head: Optional[nn.Module] = None
+        if "region_embed" in needs or region_head is not None:
             self.region_head = HEADS.build(dict(region_head or dict(type="CropClsHead")))
+            if not hasattr(self.region_head, "required_features"):
+                raise ConfigError(f"task.region_head {type(self.region_head).__name__} declares no "
+                                  f"required_features (the features it reads, farslip_ext/train/features.py)")
+            head_needs = check_feature_names(f"task.region_head ({type(self.region_head).__name__})",
+                                             self.region_head.required_features)
+            if "region_embed" in needs:
+                needs |= set(head_needs)
+            else:
+                logger.warning("task.region_head %s is configured but no loss reads region_embed; it is not run",
+                               type(self.region_head).__name__)
         self.teacher = TEACHERS.build(dict(teacher or dict(type="ActiveTeacher")))
         self.teacher.setup(model)
+        trainable = dict(getattr(self.teacher, "trainable_modules", lambda: {})())
+        self.teacher_modules = nn.ModuleDict(trainable) if trainable else None
         self.attn = build_dense_attention(dense_attn, ignore_residual=ignore_residual)
-        self.fuse = fuse_encoder_calls
+        if needs & {"global_patches", "subset_patches", "local_patches", "grid"}:
+            tower_of(model)  # an unsupported tower (ResNet, ConvNeXt) is an error now, naming the supported ones
+        self.plan: FeaturePlan = plan_features(needs)
+        self.encoder = FeatureEncoder(self.attn, fuse=fuse_encoder_calls, trim_text=trim_text)
 
-    # ---- what to compute --------------------------------------------------------------------------
-    def _distill_needs(self) -> Set[str]:
-        return set(self.losses["distill"].required_features) | {"global_patches"} if "distill" in self.losses else set()
+    @property
+    def fuse(self) -> bool:
+        return self.encoder.fuse
 
-    def _region_needs(self) -> Set[str]:
-        return set(self.region_head.required_features) if self.region_head is not None else set()
+    def extra_repr(self) -> str:
+        entries = ", ".join(f"{e.name}={type(e.loss).__name__}(x{e.weight if e.weight is not None else 'default'})"
+                            for e in self.entries)
+        return f"losses: {entries}; attn={self.attn!r}; computes {sorted(self.plan.needs)}"
 
-    # ---- encoders -----------------------------------------------------------------------------------
-    def _encode(self, model: nn.Module, images: torch.Tensor, need_embed: bool, need_dense: bool):
-        if not need_dense:
-            return model.encode_image(images), None, None
-        out = dense_forward(model, images, self.attn, return_image_embed=need_embed, check_tower=False)
-        return out.image_embed, out.patch_tokens, out.grid
+    # ---- features -----------------------------------------------------------------------------------
+    def features(self, batch: Mapping[str, Any], names: Optional[Any] = None) -> Tuple[Dict[str, Any], Dict[str, float]]:
+        """``(features, report)``: the plan's features of ``batch`` (or only ``names``), region_embed included."""
+        plan = self.plan if names is None else plan_features(check_feature_names("FarSLIPTask.features", names))
+        if "region_embed" in plan.needs:
+            if self.region_head is None:
+                raise ConfigError("region_embed needs a task.region_head (e.g. dict(type='CropClsHead'))")
+            plan = plan_features(plan.needs | set(self.region_head.required_features))
+        feats, report = self.encoder(self.model, self.teacher, plan, batch,
+                                     needed_by=f"the losses {[e.name for e in self.entries]}")
+        if "region_embed" in plan.needs:
+            feats["region_embed"] = self._region_embed(feats, batch)
+        return feats, report
 
-    def _flat_valid(self, images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        return images[_valid_rows(boxes)]  # (M, 3, S, S) in row-major (b, k) order
+    def _region_embed(self, feats: Dict[str, Any], batch: Mapping[str, Any]) -> torch.Tensor:
+        head = self.region_head
+        out = call_component(head, feats)
+        m = int(valid_rows(batch["boxes"]).sum())
+        if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != m:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"region head {type(head).__name__} returned {shape}; it must return (M, D) with one "
+                             f"row per valid box (M = {m}, row-major (b, k) order)")
+        return out
 
     # ---- the step -----------------------------------------------------------------------------------
     def forward(self, batch: Dict[str, Any]) -> Tuple[Dict[str, torch.Tensor], Dict[str, float]]:
         return self.training_forward(batch)
 
     def training_forward(self, batch: Dict[str, Any]) -> Tuple[Dict[str, torch.Tensor], Dict[str, float]]:
-        model = self.model
-        g_img = batch["global_image"]
-        b = g_img.shape[0]
-        dn, rn = self._distill_needs(), self._region_needs()
-        need_g_dense = "global_patches" in dn or "global_patches" in rn
-        need_g_embed = "global_itc" in self.losses
-
-        # Crops: stage-1 random crops for distillation, stage-2 object crops for the region loss.
-        d_crops = r_crops = None
-        if "distill" in self.losses:
-            d_boxes = batch["subset_boxes"]
-            d_crops = self._flat_valid(batch["subset_images"], d_boxes)
-        if "region" in self.losses and ({"crop_pooled", "crop_patches"} & rn):
-            r_crops = self._flat_valid(batch["local_images"], batch["boxes"])
-
-        feats: Dict[str, Any] = {}
-        groups = [("g", g_img, need_g_embed, need_g_dense)]
-        if d_crops is not None and self.teacher.targets_require_grad:
-            groups.append(("d", d_crops, "crop_pooled" in dn, "crop_patches" in dn))
-        if r_crops is not None:
-            groups.append(("r", r_crops, "crop_pooled" in rn, "crop_patches" in rn))
-        feats.update(self._run_groups(model, groups))
-        if d_crops is not None and not self.teacher.targets_require_grad:
-            tm = self.teacher.target_model(model)
-            with torch.no_grad():
-                emb, patches, _ = self._encode(tm, d_crops, "crop_pooled" in dn, "crop_patches" in dn)
-            feats["d_embed"], feats["d_patches"] = emb, patches
-
-        logit_scale = model.logit_scale.exp()
+        feats, report = self.features(batch)
         losses: Dict[str, torch.Tensor] = {}
-        report: Dict[str, float] = {"logit_scale": float(logit_scale.detach())}
-        g_txt, r_txt = self._encode_texts(batch)
-        if "global_itc" in self.losses:
-            losses.update(self.losses["global_itc"](F.normalize(feats["g_embed"], dim=-1), g_txt, logit_scale))
-        if "distill" in self.losses:
-            losses.update(self.losses["distill"](
-                global_patches=feats["g_patches"], grid=feats["g_grid"], boxes=batch["subset_boxes"],
-                crop_patches=feats.get("d_patches"), crop_pooled=feats.get("d_embed")))
-            report["distill_crops"] = float(d_crops.shape[0])
-        if "region" in self.losses:
-            losses.update(self._region_loss(batch, feats, r_txt, logit_scale))
-        report["batch_size"] = float(b)
+        for e in self.entries:
+            out = call_component(e.loss, feats, e.required_features)
+            if not isinstance(out, Mapping):
+                raise TypeError(f"loss task.losses.{e.name} ({type(e.loss).__name__}) returned "
+                                f"{type(out).__name__}; a loss returns a dict of '<term>_loss' tensors")
+            for key, value in out.items():
+                if key.endswith("_loss"):
+                    name = key if key not in losses else f"{e.name}_{key}"
+                    losses[name] = value * e.multiplier if e.multiplier != 1.0 else value
+                else:
+                    v = _scalar(value)
+                    if v is not None:
+                        report[f"{e.name}.{key}"] = v
+        if not losses:
+            raise ValueError(f"the losses {[e.name for e in self.entries]} returned no '*_loss' term")
+        report["logit_scale"] = float(self.model.logit_scale.detach().exp())
+        report["batch_size"] = float(batch["global_image"].shape[0]) if "global_image" in batch else 0.0
         return losses, report
-
-    def _run_groups(self, model: nn.Module, groups) -> Dict[str, Any]:
-        """Encode every group ``(name, images, need_embed, need_dense)``.
-
-        Fused (default): the trunk runs ONCE over all images; the normal last block runs only on the rows
-        that need the image embedding and the dense block only on the rows that need dense tokens.
-        """
-        out: Dict[str, Any] = {}
-        for name, _, _, _ in groups:
-            out[f"{name}_embed"] = out[f"{name}_patches"] = out[f"{name}_grid"] = None
-        live = [g for g in groups if g[1].shape[0] > 0 and (g[2] or g[3])]
-        if not live:
-            return out
-        if not self.fuse or len(live) == 1:
-            for name, imgs, ne, nd in live:
-                emb, patches, grid = self._encode(model, imgs, ne, nd)
-                out.update({f"{name}_embed": emb, f"{name}_patches": patches, f"{name}_grid": grid})
-            return out
-        images = torch.cat([g[1] for g in live])
-        dev = images.device
-        spans, start = [], 0
-        for g in live:
-            spans.append((start, start + g[1].shape[0]))
-            start += g[1].shape[0]
-        e_idx = [torch.arange(a, b, device=dev) for (a, b), g in zip(spans, live) if g[2]]
-        d_idx = [torch.arange(a, b, device=dev) for (a, b), g in zip(spans, live) if g[3]]
-        res = dense_forward(model, images, self.attn, return_image_embed=bool(e_idx), return_dense=bool(d_idx),
-                            embed_rows=torch.cat(e_idx) if e_idx else None,
-                            dense_rows=torch.cat(d_idx) if d_idx else None, check_tower=False)
-        e_off = d_off = 0
-        for (a, b), (name, _, ne, nd) in zip(spans, live):
-            n = b - a
-            if ne:
-                out[f"{name}_embed"] = res.image_embed[e_off:e_off + n]
-                e_off += n
-            if nd:
-                out[f"{name}_patches"] = res.patch_tokens[d_off:d_off + n]
-                out[f"{name}_grid"] = res.grid
-                d_off += n
-        return out
-
-    def _encode_texts(self, batch: Dict[str, Any]) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """Normalised caption and region-prompt embeddings, in ONE text-encoder call when both are needed."""
-        parts = []
-        if "global_itc" in self.losses:
-            parts.append(batch["global_text"])
-        if "region" in self.losses:
-            parts.append(batch["local_texts"][_valid_rows(batch["boxes"])])
-        if not parts:
-            return None, None
-        sizes = [p.shape[0] for p in parts]
-        txt = torch.cat(parts) if len(parts) > 1 else parts[0]
-        emb = F.normalize(self.model.encode_text(txt), dim=-1) if txt.shape[0] else None
-        chunks = list(emb.split(sizes)) if emb is not None else [None] * len(parts)
-        g = chunks.pop(0) if "global_itc" in self.losses else None
-        r = chunks.pop(0) if "region" in self.losses else None
-        return g, r
-
-    def _region_loss(self, batch: Dict[str, Any], feats: Dict[str, Any], txt: Optional[torch.Tensor],
-                     logit_scale: torch.Tensor):
-        boxes = batch["boxes"]
-        labels = batch["local_categories"][_valid_rows(boxes)]
-        region = self.region_head(crop_pooled=feats.get("r_embed"), crop_patches=feats.get("r_patches"),
-                                  global_patches=feats.get("g_patches"), grid=feats.get("g_grid"), boxes=boxes)
-        if txt is None:
-            txt = region.new_zeros(0, region.shape[-1])
-        return self.losses["region"](region, txt, logit_scale, labels=labels)
 
     # ---- hooks for the loop ------------------------------------------------------------------------
     def before_optimizer_step(self) -> None:
@@ -215,3 +179,7 @@ class FarSLIPTask(nn.Module):
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         if state.get("teacher"):
             self.teacher.load_state_dict(state["teacher"])
+
+    def hidden_parameter_objects(self) -> Dict[str, Any]:
+        """Plain objects the trainer scans for trainable tensors the optimizer would not see."""
+        return {"teacher": self.teacher, "dense_attn": self.attn}

@@ -66,7 +66,7 @@ def test_roi_align_head_normalised_brute_force_and_grad():
     grid = (3, 5)
     tokens = torch.randn(2, 15, 4, dtype=torch.float64, requires_grad=True)
     head = HEADS.build(dict(type="RoIAlignHead"))
-    assert isinstance(head, RoIAlignHead) and head.required_features == ("global_patches",)
+    assert isinstance(head, RoIAlignHead) and head.required_features == ("global_patches", "grid", "boxes")
     out = head(global_patches=tokens, grid=grid, boxes=_boxes())
     exp = [_norm(brute_roi_mean(tokens[0].detach(), grid, _boxes()[0, 0, :4].tolist())),
            _norm(brute_roi_mean(tokens[0].detach(), grid, _boxes()[0, 1, :4].tolist())),
@@ -84,20 +84,20 @@ def test_crop_cls_and_pooled_heads():
     torch.manual_seed(2)
     pooled = torch.tensor([[3.0, 4.0], [0.0, -2.0]])
     cls_head = HEADS.build(dict(type="CropClsHead"))
-    assert isinstance(cls_head, CropClsHead) and cls_head.required_features == ("crop_pooled",)
-    assert torch.allclose(cls_head(crop_pooled=pooled), torch.tensor([[0.6, 0.8], [0.0, -1.0]]))
+    assert isinstance(cls_head, CropClsHead) and cls_head.required_features == ("local_embed",)
+    assert torch.allclose(cls_head(local_embed=pooled), torch.tensor([[0.6, 0.8], [0.0, -1.0]]))
 
     patches = torch.tensor([[[1.0, 0.0], [3.0, 4.0]], [[2.0, 2.0], [-2.0, 0.0]]])  # means (2,2), (0,1)
     pooled_head = HEADS.build(dict(type="CropPooledHead"))
-    assert isinstance(pooled_head, CropPooledHead) and pooled_head.required_features == ("crop_patches",)
+    assert isinstance(pooled_head, CropPooledHead) and pooled_head.required_features == ("local_patches",)
     r = 1 / math.sqrt(2)
-    assert torch.allclose(pooled_head(crop_patches=patches), torch.tensor([[r, r], [0.0, 1.0]]))
+    assert torch.allclose(pooled_head(local_patches=patches), torch.tensor([[r, r], [0.0, 1.0]]))
 
     # boxes (if given) check the row count: 3 valid boxes vs 2 crops
     with pytest.raises(ValueError, match="valid rows"):
-        cls_head(crop_pooled=pooled, boxes=_boxes())
+        cls_head(local_embed=pooled, boxes=_boxes())
     with pytest.raises(ValueError, match="needs"):
-        pooled_head(crop_pooled=pooled)
+        pooled_head(local_embed=pooled)
 
 
 def test_missing_inputs_are_named():
@@ -106,7 +106,7 @@ def test_missing_inputs_are_named():
 
     from farslip_ext.registry import HEADS
 
-    with pytest.raises(ValueError, match=r"CropClsHead needs \['crop_pooled'\]"):
-        HEADS.build(dict(type="CropClsHead"))(crop_patches=torch.zeros(1, 4, 8))
+    with pytest.raises(ValueError, match=r"CropClsHead needs \['local_embed'\]"):
+        HEADS.build(dict(type="CropClsHead"))(local_patches=torch.zeros(1, 4, 8))
     with pytest.raises(ValueError, match=r"RoIAlignHead needs \['grid', 'boxes'\]"):
         HEADS.build(dict(type="RoIAlignHead"))(global_patches=torch.zeros(1, 4, 8))

@@ -57,3 +57,35 @@ class FakeFarSLIPData(Dataset):
             s["boxes"] = torch.tensor([[0.0, 0.0, 0.5, 0.5, 1.0], [0.5, 0.5, 1.0, 1.0, float(i % 2 == 0)]])
             s["local_categories"][1] = other if i % 2 == 0 else -1
         return s
+
+
+def random_batch(stage: int, b: int = 3, k: int = 2, size: int = 64, ctx: int = 77, seed: int = 0,
+                 tokenizer=None) -> dict:
+    """A random batch of the contract (farslip_ext/data/batch.py) for task tests: stage 1 (random crops)
+    or stage 2 (object crops), row (1, 1) padded. With ``tokenizer`` the texts are real prompts (so trimmed
+    text encoding has padding to cut); otherwise random tokens ending in an EOT."""
+    g = torch.Generator().manual_seed(seed)
+    names = list(COLOURS)
+
+    def tok(rows: int) -> torch.Tensor:
+        if tokenizer is not None:
+            return tokenizer([f"a satellite image of {names[(seed + i) % len(names)]}" + " with roads" * (i % 3)
+                              for i in range(rows)])
+        t = torch.randint(1, 49000, (rows, ctx), generator=g)
+        t[:, -1] = 49407
+        return t
+
+    batch = {"global_image": torch.randn(b, 3, size, size, generator=g), "global_text": tok(b)}
+    boxes = torch.tensor([0.1, 0.1, 0.6, 0.7, 1.0]).repeat(b, k, 1)
+    boxes[:, :, :2] += 0.2 * torch.rand(b, k, 2, generator=g)
+    boxes[1, 1] = 0.0 if stage == 2 else boxes[1, 1]
+    if stage == 1:
+        batch["subset_images"] = torch.randn(b, k, 3, size, size, generator=g)
+        batch["subset_boxes"] = boxes
+    elif stage == 2:
+        batch["local_images"] = torch.randn(b, k, 3, size, size, generator=g)
+        batch["local_texts"] = tok(b * k).reshape(b, k, -1)
+        batch["local_categories"] = torch.randint(0, 3, (b, k), generator=g)
+        batch["local_categories"][1, 1] = -1
+        batch["boxes"] = boxes
+    return batch

@@ -122,9 +122,10 @@ def test_distill_roi2pooled_roi2cls_combined_match_loops():
 
 
 def test_distill_required_features_and_input_checks():
-    assert PatchDistillLoss("roi2pooled").required_features == ("global_patches", "crop_patches")
-    assert PatchDistillLoss("roi2cls").required_features == ("global_patches", "crop_pooled")
-    assert set(PatchDistillLoss("combined").required_features) == {"global_patches", "crop_patches", "crop_pooled"}
+    student = ("global_patches", "grid", "subset_boxes")
+    assert PatchDistillLoss("roi2pooled").required_features == student + ("subset_patches",)
+    assert PatchDistillLoss("roi2cls").required_features == student + ("subset_embed",)
+    assert set(PatchDistillLoss("combined").required_features) == set(student) | {"subset_patches", "subset_embed"}
     with pytest.raises(ValueError, match="align"):
         PatchDistillLoss("roi")
     gp, boxes, cp, cpool = _distill_inputs()

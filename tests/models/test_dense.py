@@ -6,11 +6,11 @@ import json
 import open_clip
 import pytest
 import torch
-import torch.nn.functional as F
 
 import farslip_ext
-from farslip_ext.models import DenseFeatureExtractor, dense_forward
+from farslip_ext.models import DenseFeatureExtractor, build_dense_attention, dense_forward
 from farslip_ext.registry import DENSE_ATTN
+from tests.helpers.contracts import check_dense_variant, fork_maskclip_tokens, naclip_prior_loops
 
 VARIANTS = ["vanilla", "MaskCLIP", "SCLIP", "ClearCLIP", "SegEarth", "NACLIP"]
 
@@ -27,73 +27,30 @@ def tiny():
     return model
 
 
-def _prior(h, w, std=1.0):
-    n = h * w
-    om = torch.zeros(n + 1, n + 1)
-    for a in range(n):
-        for b in range(n):
-            ya, xa, yb, xb = a // w, a % w, b // w, b % w
-            om[a + 1, b + 1] = torch.exp(torch.tensor(-((ya - yb) ** 2 + (xa - xb) ** 2) / (2 * std ** 2)))
-    return om
-
-
-def _reference_last_block(visual, x, variant, grid, ignore_residual):
-    """Explicit per-image, per-head loops (no SDPA, no batching): the modified last block, ln_post, proj."""
-    blk = visual.transformer.resblocks[-1]
-    W, bias = blk.attn.in_proj_weight, blk.attn.in_proj_bias
-    heads = blk.attn.num_heads
-    width = x.shape[-1]
-    hd = width // heads
-    s = hd ** -0.5
-    outs = []
-    for bi in range(x.shape[0]):
-        y = F.layer_norm(x[bi], (width,), blk.ln_1.weight, blk.ln_1.bias, blk.ln_1.eps)
-        q_all = y @ W[:width].T + bias[:width]
-        k_all = y @ W[width:2 * width].T + bias[width:2 * width]
-        v_all = y @ W[2 * width:].T + bias[2 * width:]
-        per_head = []
-        for h in range(heads):
-            q, k, v = (t[:, h * hd:(h + 1) * hd] for t in (q_all, k_all, v_all))
-            sm = lambda a, b: torch.softmax((a @ b.T) * s, dim=-1)  # noqa: E731
-            if variant == "vanilla":
-                A = sm(q, k)
-            elif variant == "MaskCLIP":
-                A = torch.eye(q.shape[0])
-            elif variant == "SCLIP":
-                A = sm(q, q) + sm(k, k)
-            elif variant == "ClearCLIP":
-                A = sm(q, q)
-            elif variant == "SegEarth":
-                A = sm(q, q) + sm(k, k) + sm(v, v)
-            elif variant == "NACLIP":
-                A = torch.softmax((k @ k.T) * s + _prior(*grid), dim=-1)
-            per_head.append(A @ v)
-        o = torch.cat(per_head, dim=-1) @ blk.attn.out_proj.weight.T + blk.attn.out_proj.bias
-        if not ignore_residual:
-            r = x[bi] + o
-            o = r + blk.mlp(blk.ln_2(r))
-        o = F.layer_norm(o, (width,), visual.ln_post.weight, visual.ln_post.bias, visual.ln_post.eps) @ visual.proj
-        outs.append(o)
-    return torch.stack(outs)
-
-
-def _trunk(visual, images):
-    x = visual._embeds(images)
-    for blk in visual.transformer.resblocks[:-1]:
-        x = blk(x)
-    return x
-
-
 @pytest.mark.parametrize("ignore_residual", [True, False])
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_variant_matches_per_head_loops(tiny, variant, ignore_residual):
     images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    check_dense_variant(variant, DENSE_ATTN, tiny, images, ignore_residual)
     with torch.no_grad():
         out = dense_forward(tiny, images, variant, ignore_residual=ignore_residual)
-        ref = _reference_last_block(tiny.visual, _trunk(tiny.visual, images), variant, out.grid, ignore_residual)
     assert out.grid == (4, 4) and out.patch_tokens.shape == (2, 16, 32)
-    torch.testing.assert_close(out.patch_tokens, ref[:, 1:], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(out.cls_token, ref[:, 0], rtol=1e-5, atol=1e-5)
+
+
+def test_maskclip_training_default_is_the_fork_formula(tiny):
+    """ignore_residual=None selects each variant's training-fork rule: MaskCLIP keeps residual + MLP,
+    x' = x + out_proj(v(ln_1 x)), then x' + mlp(ln_2 x') (farslip-method.md §4.1), written out here;
+    SegEarth drops both; the OVSS default (True) drops them for MaskCLIP too."""
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        fork = fork_maskclip_tokens(tiny.visual, images)
+        train_default = dense_forward(tiny, images, "MaskCLIP", ignore_residual=None)
+        ovss_default = dense_forward(tiny, images, "MaskCLIP")
+    torch.testing.assert_close(train_default.patch_tokens, fork[:, 1:], rtol=1e-5, atol=1e-5)
+    assert (ovss_default.patch_tokens - fork[:, 1:]).abs().max() > 1e-2  # the two references differ
+    assert build_dense_attention("MaskCLIP", ignore_residual=None).ignore_residual is False
+    assert build_dense_attention("SegEarth", ignore_residual=None).ignore_residual is True
+    assert build_dense_attention(dict(type="MaskCLIP", ignore_residual=True), ignore_residual=None).ignore_residual
 
 
 def test_segearth_rows_are_not_renormalised(tiny):
@@ -109,8 +66,10 @@ def test_segearth_rows_are_not_renormalised(tiny):
 def test_naclip_prior_matches_hand_computation():
     from farslip_ext.models.dense_attn import naclip_prior
 
-    torch.testing.assert_close(naclip_prior((2, 3)), _prior(2, 3), rtol=0, atol=1e-6)
+    torch.testing.assert_close(naclip_prior((2, 3)), naclip_prior_loops(2, 3), rtol=0, atol=1e-6)
     assert naclip_prior((2, 3))[0].abs().sum() == 0 and naclip_prior((2, 3))[:, 0].abs().sum() == 0
+    # two prefix tokens (CLS + a register): both rows and columns are zero
+    torch.testing.assert_close(naclip_prior((2, 3), prefix=2), naclip_prior_loops(2, 3, prefix=2), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("arch", ["farslip-test-tiny", "farslip-vitb16", "farslip-vitb32"])
@@ -190,7 +149,8 @@ def test_unsupported_tower_fails_at_build_time(tmp_path):
     (tmp_path / "farslip-test-rn.json").write_text(json.dumps(cfg))
     open_clip.add_model_config(tmp_path)
     rn = open_clip.create_model("farslip-test-rn")
-    with pytest.raises(TypeError, match="ModifiedResNet.*timm towers"):
+    with pytest.raises(TypeError, match="ModifiedResNet.*Supported families: open_clip VisionTransformer.*timm "
+                                        "VisionTransformer.*timm Eva"):
         DenseFeatureExtractor(rn)
 
 

@@ -2,7 +2,7 @@
 # FarSLIP stages are compared against. Any CSV/JSONL with a file path and a caption column.
 # Run:  farslip train clip_baseline --cfg-options data.train.path=<pairs.csv> data.train.image_root=<images>
 model = dict(name="ViT-B-16-quickgelu", pretrained="openai", long_clip=None)
-task = dict(type="FarSLIPTask", losses=dict(global_itc=dict(type="GlobalITCLoss", loss_weight=1.0)))
+task = dict(type="FarSLIPTask", losses=dict(global_itc=dict(type="GlobalITCLoss", weight=1.0)))
 data = dict(
     train=dict(type="ImageTextDataset", path="data/pairs.csv", image_root="data/images"),
     batch_size=40,

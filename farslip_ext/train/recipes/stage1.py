@@ -6,11 +6,11 @@ model = dict(name="ViT-B-16-quickgelu", pretrained="openai", long_clip=None)
 task = dict(
     type="FarSLIPTask",
     dense_attn="SegEarth",
-    ignore_residual=True,
+    ignore_residual=None,  # each variant's training-fork rule: SegEarth without residual/MLP, MaskCLIP with both
     teacher=dict(type="ActiveTeacher"),
     losses=dict(
-        global_itc=dict(type="GlobalITCLoss", loss_weight=1.0),
-        distill=dict(type="PatchDistillLoss", align="roi2pooled", loss_weight=0.1),
+        global_itc=dict(type="GlobalITCLoss", weight=1.0),
+        distill=dict(type="PatchDistillLoss", align="roi2pooled", weight=0.1),
     ),
 )
 data = dict(

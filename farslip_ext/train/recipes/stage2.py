@@ -12,8 +12,8 @@ task = dict(
     dense_attn="SegEarth",
     region_head=dict(type="CropClsHead"),
     losses=dict(
-        global_itc=dict(type="GlobalITCLoss", loss_weight=1.0),
-        region=dict(type="RegionCategoryLoss", loss_weight=1.0),
+        global_itc=dict(type="GlobalITCLoss", weight=1.0),
+        region=dict(type="RegionCategoryLoss", weight=1.0),
     ),
 )
 data = dict(
