@@ -1,31 +1,35 @@
 #!/usr/bin/env python
 """Reproduce the paper's tables for one checkpoint and check every number against them.
 
-Runs zero-shot classification (8 SkyScript sets, top-1; published-results.md §1.3), retrieval
-(RSICD/RSITMD/UCM mean recall per direction; §1.4) and open-vocabulary segmentation (8 datasets, mIoU;
-§1.2, via ``farslip_ext.segmentation.evaluate.run_ovss``), compares each number with
-``farslip_ext.catalogue.load_published_results()`` and exits non-zero when any is outside the tolerance.
+A thin call of ``farslip benchmark`` (:func:`farslip_ext.evaluation.leaderboard.run_benchmark`) with one
+model, the published protocol of each task family, missing inputs as errors and a tolerance check:
+zero-shot classification (8 SkyScript sets, top-1 and their mean; published-results.md §1.3), retrieval
+(RSICD/RSITMD/UCM mean recall per direction; §1.4) and open-vocabulary segmentation (8 datasets and their
+mean, mIoU; §1.2, via ``farslip_ext.segmentation.run_ovss``).
 
     python benchmarks/reproduce.py --model farslip-vitb16 --pretrained s2 \\
         --data-root /data/skyscript_benchmark --ovss-data-root /data/ovss --output-dir outputs/reproduce
 
+Output: the CLIP_benchmark records in ``--output-dir``; ``report/reproduce.json`` (every number, its
+deviation and verdict), ``report/reproduce.md`` and the leaderboard files in ``--output-dir/report/``.
+Finished cells are reused by a rerun with the same model and protocol.
+
 Exit status: 0 all numbers within tolerance; 1 some number outside it (or not produced); 2 usage or data
-error (unknown paper row, missing files, segmentation not available).
+error (unknown paper row, missing files or weights, segmentation not available).
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 logger = logging.getLogger("farslip_ext.benchmarks.reproduce")
 
 TASKS = ("cls", "ret", "ovss")
-OVSS_MODULE = "farslip_ext.segmentation.evaluate"
+FAMILY = {"cls": "zeroshot", "ret": "retrieval", "ovss": "ovss"}
 
 
 def _parse_kv(items: Sequence[str]) -> Dict[str, Any]:
@@ -41,33 +45,10 @@ def _parse_kv(items: Sequence[str]) -> Dict[str, Any]:
     return out
 
 
-def _align_keys(result: Dict[str, float], wanted: Sequence[str]) -> Dict[str, float]:
-    """Rename ``result`` keys that match a paper key up to case and punctuation (``openearthmap`` ->
-    ``OpenEarthMap``); other keys are kept as they are."""
-    def norm(k: str) -> str:
-        return "".join(ch for ch in k.lower() if ch.isalnum())
-
-    by_norm = {norm(w): w for w in wanted}
-    return {by_norm.get(norm(k), k): v for k, v in result.items()}
-
-
-def load_run_ovss() -> Callable[..., Dict[str, float]]:
-    """``run_ovss`` from the segmentation package, imported only when OVSS is requested."""
-    try:
-        mod = importlib.import_module(OVSS_MODULE)
-        fn = getattr(mod, "run_ovss")
-    except (ImportError, AttributeError) as e:
-        raise RuntimeError(
-            f"segmentation evaluation is not available ({OVSS_MODULE}.run_ovss: {type(e).__name__}: {e}). "
-            f"It needs the segmentation extra (pip install 'farslip-ext[seg]') and issue #5's evaluator; "
-            f"run without it with --tasks cls,ret.") from e
-    return fn
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reproduce.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="farslip-vitb16, farslip-vitb32, hf-hub:..., local-dir:..., ...")
+    p.add_argument("--model", required=True, help="farslip-vitb16, a zoo alias, hf-hub:..., local-dir:..., a file")
     p.add_argument("--pretrained", default=None, help="tag (s1, s2, openai) or checkpoint file")
     p.add_argument("--tasks", default="cls,ret,ovss", help="comma-separated subset of cls,ret,ovss")
     p.add_argument("--backbone", default=None, help="paper row backbone (B/16, B/32); default: inferred")
@@ -93,116 +74,114 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _spec(args: argparse.Namespace):
+    """The model spec with the paper row to compare with (given, or inferred from the names)."""
+    from dataclasses import replace
+
+    from farslip_ext.evaluation.report import _ovss_method, infer_published_row
+    from farslip_ext.evaluation.zoo import TASK_FAMILIES, ModelSpec, parse_model_spec, paper_rows
+    from farslip_ext.published import TASK_TABLES, PaperRow
+
+    if args.pretrained is None:
+        spec = parse_model_spec(args.model)
+    else:
+        from farslip_ext.evaluation.zoo import find_zoo_alias
+
+        spec = ModelSpec(f"{args.model}:{args.pretrained}", args.model, args.model, args.pretrained,
+                         alias=find_zoo_alias(args.model, args.pretrained))
+    if args.backbone or args.method:
+        inferred = infer_published_row(spec.model, spec.pretrained)
+        backbone = args.backbone or (inferred[0] if inferred else None)
+        method = args.method or (inferred[1] if inferred else None)
+        if not backbone or not method:
+            raise ValueError("pass both --backbone (B/16, B/32) and --method (FarSLIP-s1, FarSLIP-s2, CLIP, ...)")
+        rows = {t: PaperRow(TASK_TABLES[t], backbone, _ovss_method(method) if t == "ovss" else method)
+                for t in TASK_FAMILIES}
+        return replace(spec, row_override=rows), rows
+    rows = paper_rows(spec)
+    if all(r is None for r in rows.values()):
+        raise ValueError(f"cannot tell which row of the paper {args.model!r} (pretrained={args.pretrained!r}) "
+                         f"reproduces; pass --backbone (B/16, B/32) and --method (FarSLIP-s1, FarSLIP-s2, CLIP, ...)")
+    return spec, rows
+
+
 def run(args: argparse.Namespace) -> int:
-    from farslip_ext.evaluation.csv_datasets import PUBLISHED_CLASSIFICATION, PUBLISHED_RETRIEVAL
-    from farslip_ext.evaluation.report import (
-        TASK_CLASSIFICATION,
-        TASK_RETRIEVAL,
-        Deviation,
-        clip_benchmark_record,
-        compare_to_published,
-        deviations_markdown,
-        infer_published_row,
-        published_numbers,
-        retrieval_markdown,
-        retrieval_percent,
-        write_records,
-        zeroshot_markdown,
-        zeroshot_percent,
-    )
+    from farslip_ext.evaluation.leaderboard import BenchmarkConfig, run_benchmark
+    from farslip_ext.evaluation.report import REPORT_DIR, deviations_markdown
+    from farslip_ext.published import published_row
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     bad = [t for t in tasks if t not in TASKS]
     if bad or not tasks:
         raise ValueError(f"--tasks {args.tasks!r}: unknown {bad}; choose from {list(TASKS)}")
-    row = infer_published_row(args.model, args.pretrained)
-    backbone = args.backbone or (row[0] if row else None)
-    method = args.method or (row[1] if row else None)
-    if not backbone or not method:
-        raise ValueError(f"cannot tell which row of the paper {args.model!r} (pretrained={args.pretrained!r}) "
-                         f"reproduces; pass --backbone (B/16, B/32) and --method (FarSLIP-s1, FarSLIP-s2, CLIP, ...)")
-    published = {t: published_numbers(t, backbone, method) for t in tasks}  # KeyError names the rows
-    tol = {"cls": args.tol_cls, "ret": args.tol_ret, "ovss": args.tol_ovss}
-    tol = {t: args.tolerance if v is None else v for t, v in tol.items()}
-    run_ovss = load_run_ovss() if "ovss" in tasks else None  # fail before the long runs
+    spec, rows = _spec(args)
+    if "ovss" in tasks:  # fail before the long runs
+        from farslip_ext.evaluation.leaderboard import load_run_ovss
+
+        load_run_ovss()
+    for t in tasks:  # every requested table must have the row (KeyError names the rows it has)
+        if rows[FAMILY[t]] is None:
+            raise KeyError(f"the paper's {FAMILY[t]} table has no row for {spec.text!r}; pass --backbone/--method")
+        published_row(rows[FAMILY[t]])
     if ("cls" in tasks or "ret" in tasks) and not args.data_root:
         raise ValueError("classification and retrieval need --data-root (the SkyScript benchmark folder)")
     if "ovss" in tasks and not args.ovss_data_root:
         raise ValueError("segmentation needs --ovss-data-root")
-
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    devs: List[Deviation] = []
-    raw: Dict[str, Any] = {}
-    md: List[str] = []
-    records: List[Dict[str, Any]] = []
-    # Read every CSV and check every image before the model is built: bad data fails fast.
-    from farslip_ext.evaluation.csv_datasets import ImageTextRetrievalCsv, SceneClassificationCsv
-
-    kw = dict(image_root=args.image_root, on_bad_row=args.on_bad_row)
-    cls_sets = [SceneClassificationCsv.from_benchmark(n, args.data_root, **kw)
-                for n in PUBLISHED_CLASSIFICATION] if "cls" in tasks else []
-    ret_sets = [ImageTextRetrievalCsv.from_benchmark(n, args.data_root, **kw)
-                for n in PUBLISHED_RETRIEVAL] if "ret" in tasks else []
-    lm = None
-    if "cls" in tasks or "ret" in tasks:
-        from farslip_ext.loading import load
-
-        lm = load(args.model, args.pretrained, device=args.device, precision=args.precision)
-    common = dict(batch_size=args.batch_size, workers=args.workers, progress=args.progress)
-    if "cls" in tasks:
-        from farslip_ext.evaluation.zeroshot import run_zeroshot_benchmarks
-
-        res = run_zeroshot_benchmarks(lm.model, lm.tokenizer, lm.preprocess, cls_sets, templates=args.templates,
-                                      device=lm.device, precision=lm.precision, **common)
-        raw["cls"] = res
-        records += [clip_benchmark_record(d, args.model, args.pretrained, TASK_CLASSIFICATION, m)
-                    for d, m in res.items()]
-        devs += compare_to_published("cls", zeroshot_percent(res), published["cls"], tol["cls"])
-        md.append(zeroshot_markdown(res, args.model, args.pretrained, published["cls"], (backbone, method)))
-    if "ret" in tasks:
-        from farslip_ext.evaluation.retrieval import run_retrieval_benchmarks
-
-        res = run_retrieval_benchmarks(lm.model, lm.tokenizer, lm.preprocess, ret_sets, device=lm.device,
-                                       precision=lm.precision, **common)
-        raw["ret"] = res
-        records += [clip_benchmark_record(d, args.model, args.pretrained, TASK_RETRIEVAL, m) for d, m in res.items()]
-        devs += compare_to_published("ret", retrieval_percent(res), published["ret"], tol["ret"])
-        md.append(retrieval_markdown(res, args.model, args.pretrained, published["ret"], (backbone, method)))
-    if "ovss" in tasks:
-        names = [k for k in published["ovss"] if k != "Mean"]
-        res = run_ovss(model=args.model, pretrained=args.pretrained, datasets=names, data_root=args.ovss_data_root,
-                       work_dir=str(out / "ovss"), **_parse_kv(args.ovss_arg))
-        raw["ovss"] = _align_keys({k: float(v) for k, v in res.items()}, list(published["ovss"]))
-        if "Mean" not in raw["ovss"] and all(n in raw["ovss"] for n in names):
-            raw["ovss"]["Mean"] = sum(raw["ovss"][n] for n in names) / len(names)
-        devs += compare_to_published("ovss", raw["ovss"], published["ovss"], tol["ovss"])
-
-    write_records(records, out)
-    report = {"model": args.model, "pretrained": args.pretrained, "paper_row": [backbone, method],
-              "tasks": tasks, "tolerance": {t: tol[t] for t in tasks}, "results": raw,
-              "deviations": [d.as_dict() for d in devs], "ok": all(d.ok for d in devs)}
-    with open(out / "reproduce.json", "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
-    text = "\n".join(md + [deviations_markdown(devs, f"Reproduction of {method} {backbone} (tolerance in pp)")])
+    tol = {"cls": args.tol_cls, "ret": args.tol_ret, "ovss": args.tol_ovss}
+    tol = {FAMILY[t]: (args.tolerance if v is None else v) for t, v in tol.items() if t in tasks}
+    if any(v < 0 for v in tol.values()):
+        raise ValueError(f"tolerances must be >= 0, got {tol}")
+    cfg = BenchmarkConfig(models=[spec], tasks=[FAMILY[t] for t in tasks], output_dir=args.output_dir,
+                          data_root=args.data_root, image_root=args.image_root, ovss_data_root=args.ovss_data_root,
+                          templates=args.templates, ovss_overrides=_parse_kv(args.ovss_arg), device=args.device,
+                          precision=args.precision, batch_size=args.batch_size, workers=args.workers,
+                          on_bad_row=args.on_bad_row, on_missing="error", progress=args.progress, tolerance=tol)
+    result = run_benchmark(cfg)
+    short = {v: k for k, v in FAMILY.items()}
+    for d in result.deviations:
+        d.task = short[d.task]
+    board = result.leaderboard
+    numbers = {short[t]: dict(v["rows"][0]["values"], **({"mean" if t == "zeroshot" else "Mean": v["rows"][0]["mean"]}
+                                                       if v["rows"][0].get("mean") is not None else {}))
+               for t, v in board["tasks"].items()}
+    head = rows[FAMILY[tasks[0]]]
+    report = {"model": args.model, "pretrained": args.pretrained, "paper_row": [head.backbone, _method(rows)],
+              "tasks": tasks, "tolerance": {short[k]: v for k, v in tol.items()}, "results": numbers,
+              "deviations": [d.as_dict() for d in result.deviations], "ok": result.ok}
+    out = Path(args.output_dir) / REPORT_DIR
+    (out / "reproduce.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    text = (Path(result.files[0]).read_text(encoding="utf-8") + "\n" +
+            deviations_markdown(result.deviations, f"Reproduction of {report['paper_row'][1]} "
+                                                   f"{report['paper_row'][0]} (tolerance in pp)"))
     (out / "reproduce.md").write_text(text, encoding="utf-8")
     sys.stdout.write(text)
-    n_bad = sum(not d.ok for d in devs)
+    n_bad = sum(not d.ok for d in result.deviations)
     if n_bad:
-        logger.error("%d of %d numbers are outside the tolerance; see %s", n_bad, len(devs), out / "reproduce.md")
+        logger.error("%d of %d numbers are outside the tolerance; see %s", n_bad, len(result.deviations),
+                     out / "reproduce.md")
         return 1
     return 0
+
+
+def _method(rows: Dict[str, Any]) -> str:
+    """The row's method as the classification/retrieval tables name it (FarSLIP-s2, not FarSLIP2)."""
+    for t in ("zeroshot", "retrieval", "ovss"):
+        if rows.get(t) is not None:
+            return rows[t].method
+    return ""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    from farslip_ext.errors import FarSLIPError
+
     try:
         return run(args)
-    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as e:
-        print(f"reproduce.py: error: {e}", file=sys.stderr)
+    except (FarSLIPError, FileNotFoundError, KeyError, ValueError, RuntimeError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"reproduce.py: error: {msg}", file=sys.stderr)
         return 2
 
 

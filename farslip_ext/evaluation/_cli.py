@@ -46,7 +46,8 @@ def add_data_args(p: argparse.ArgumentParser, default_datasets: str, known: Sequ
 def add_output_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--output-dir", default=None,
-                   help="write CLIP_benchmark JSON per dataset, a summary JSON and a markdown table here")
+                   help="write one CLIP_benchmark JSON per dataset here (clip_benchmark build DIR reads them) and a summary "
+                        "JSON and markdown table in DIR/report/")
     g.add_argument("--compare", default="auto",
                    help="paper row to print beside the results: 'auto' (from --model/--pretrained), 'none', "
                         "or BACKBONE:METHOD such as B/16:FarSLIP-s2")
@@ -88,18 +89,21 @@ def resolve_compare(spec: str, task: str, model: str, pretrained: Optional[str]
 
 def write_outputs(output_dir: Optional[str], task: str, records: List[Dict[str, Any]], summary: Dict[str, Any],
                   markdown: str) -> List[Path]:
-    from farslip_ext.evaluation.report import write_records
+    """Records in ``output_dir`` (``clip_benchmark build output_dir`` reads them), the summary JSON and the
+    markdown table in ``output_dir/report/`` (a JSON without ``metrics`` beside the records breaks ``build``)."""
+    from farslip_ext.evaluation.report import REPORT_DIR, write_records
+    from farslip_ext.io import atomic_path
 
     if not output_dir:
         return []
     out = Path(output_dir)
     paths = write_records(records, out)
-    sp = out / f"{task}_summary.json"
-    with open(sp, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
-        f.write("\n")
-    mp = out / f"{task}.md"
-    mp.write_text(markdown, encoding="utf-8")
+    sp = out / REPORT_DIR / f"{task}_summary.json"
+    with atomic_path(sp) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    mp = out / REPORT_DIR / f"{task}.md"
+    with atomic_path(mp) as tmp:
+        tmp.write_text(markdown, encoding="utf-8")
     return paths + [sp, mp]
 
 

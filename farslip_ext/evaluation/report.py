@@ -19,6 +19,8 @@ from farslip_ext.evaluation.csv_datasets import CLASSIFICATION_BENCHMARKS, PUBLI
 __all__ = [
     "TASK_CLASSIFICATION",
     "TASK_RETRIEVAL",
+    "TASK_OVSS",
+    "REPORT_DIR",
     "PUBLISHED_TABLES",
     "clip_benchmark_record",
     "result_filename",
@@ -36,18 +38,28 @@ __all__ = [
 
 TASK_CLASSIFICATION = "zeroshot_classification"
 TASK_RETRIEVAL = "zeroshot_retrieval"
+#: not a CLIP_benchmark task; its records have the same shape (``metrics``: ``miou`` as a fraction)
+TASK_OVSS = "open_vocabulary_segmentation"
+TASKS = (TASK_CLASSIFICATION, TASK_RETRIEVAL, TASK_OVSS)
+#: the folder, inside an output folder, for everything that is not a CLIP_benchmark record
+REPORT_DIR = "report"
 #: our task -> key of ``load_published_results()``
 PUBLISHED_TABLES = {"cls": "zeroshot_top1", "ret": "retrieval_mean_recall", "ovss": "ovss_miou"}
 
 
 # ------------------------------------------------------------------------------------------ records
 def clip_benchmark_record(dataset: str, model: str, pretrained: Optional[str], task: str,
-                          metrics: Mapping[str, Any], language: str = "en") -> Dict[str, Any]:
-    """One result in CLIP_benchmark's JSON format."""
-    if task not in (TASK_CLASSIFICATION, TASK_RETRIEVAL):
-        raise ValueError(f"task={task!r}; choose {TASK_CLASSIFICATION!r} or {TASK_RETRIEVAL!r}")
-    return {"dataset": dataset, "model": model, "pretrained": pretrained, "task": task,
-            "metrics": dict(metrics), "language": language}
+                          metrics: Mapping[str, Any], language: str = "en", **extra: Any) -> Dict[str, Any]:
+    """One result in CLIP_benchmark's JSON format (``extra`` keys are added at the top level, as
+    CLIP_benchmark's own ``classnames``/``templates``).
+
+    ``pretrained`` is always a string (``""`` when there is none): ``clip_benchmark build`` concatenates
+    ``model + ' ' + pretrained``.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task={task!r}; choose one of {list(TASKS)}")
+    return {"dataset": dataset, "model": model, "pretrained": pretrained or "", "task": task,
+            "metrics": dict(metrics), "language": language, **extra}
 
 
 def _slug(s: Optional[str], basename: bool = False) -> str:
@@ -66,15 +78,20 @@ def result_filename(record: Mapping[str, Any]) -> str:
 
 
 def write_records(records: Sequence[Mapping[str, Any]], output_dir: Union[str, Path]) -> List[Path]:
-    """Write each record to ``output_dir/<result_filename>``; returns the paths."""
+    """Write each record to ``output_dir/<result_filename>`` (atomically); returns the paths.
+
+    Only records go into ``output_dir`` itself, so ``clip_benchmark build output_dir`` reads every
+    ``*.json`` there as a result (summaries live in ``output_dir/report/``).
+    """
+    from farslip_ext.io import atomic_path
+
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for r in records:
         p = out / result_filename(r)
-        with open(p, "w", encoding="utf-8") as f:
-            json.dump(r, f, indent=2)
-            f.write("\n")
+        with atomic_path(p) as tmp:
+            tmp.write_text(json.dumps(r, indent=2) + "\n", encoding="utf-8")
         paths.append(p)
     return paths
 

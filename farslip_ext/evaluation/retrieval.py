@@ -42,7 +42,8 @@ MEAN_RECALL_KS: Tuple[int, ...] = (1, 5, 10)
 
 
 def _progress(flag: Optional[bool]) -> bool:
-    return sys.stderr.isatty() if flag is None else bool(flag)
+    """Bars only on a terminal: ``None`` follows stderr, ``True`` still needs a terminal, ``False`` never."""
+    return sys.stderr.isatty() and flag is not False
 
 
 def first_match_ranks(queries: torch.Tensor, keys: torch.Tensor, matches: Sequence[Sequence[int]],
@@ -126,18 +127,23 @@ def encode_images(model: torch.nn.Module, dataset: torch.utils.data.Dataset, dev
 def encode_texts(model: torch.nn.Module, tokenizer: Callable, texts: Sequence[str], device: Union[str, torch.device],
                  precision: str = "fp32", batch_size: int = 128, progress: Optional[bool] = None,
                  desc: str = "texts") -> torch.Tensor:
-    """L2-normalised float32 text embeddings (on ``device``)."""
-    from tqdm import tqdm
+    """L2-normalised float32 text embeddings (on ``device``), in the order of ``texts``.
+
+    Captions are tokenised once, sorted by length and encoded in chunks of ``batch_size``, each cut to its
+    longest caption (:func:`farslip_ext.models.text.encode_texts_bucketed`: exact for causal text towers,
+    the padded ``encode_text`` otherwise).
+    """
+    from farslip_ext.evaluation.zeroshot import text_progress
+    from farslip_ext.models.text import encode_texts_bucketed
 
     device = torch.device(device)
-    feats: List[torch.Tensor] = []
+    if not texts:
+        raise ValueError("encode_texts: no texts")
     with torch.no_grad():
-        for a in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", disable=not _progress(progress)):
-            tokens = tokenizer(list(texts[a:a + batch_size])).to(device)
-            with parse_precision(precision, device).autocast(device):
-                f = model.encode_text(tokens)
-            feats.append(F.normalize(_check_finite(f.float(), "text"), dim=-1))
-    return torch.cat(feats)
+        tokens = tokenizer(list(texts)).to(device)
+        with parse_precision(precision, device).autocast(device):
+            f = encode_texts_bucketed(model, tokens, batch_size, progress=text_progress(progress, desc))
+    return F.normalize(_check_finite(f.float(), "text"), dim=-1)
 
 
 def zeroshot_retrieval(model: torch.nn.Module, tokenizer: Callable, preprocess: Optional[Callable],

@@ -38,7 +38,8 @@ LOGIT_SCALE = 100.0  # fixed, as the reference (ranking is invariant to it)
 
 
 def _progress(flag: Optional[bool]) -> bool:
-    return sys.stderr.isatty() if flag is None else bool(flag)
+    """Bars only on a terminal: ``None`` follows stderr, ``True`` still needs a terminal, ``False`` never."""
+    return sys.stderr.isatty() and flag is not False
 
 
 def class_ranks(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -72,21 +73,44 @@ def classification_metrics(ranks: torch.Tensor, targets: torch.Tensor, num_class
 
 def build_classifier(model: torch.nn.Module, tokenizer: Callable, classnames: Sequence[str],
                      templates: Sequence[Callable[[str], str]], device: Union[str, torch.device] = "cpu",
-                     autocast: Optional[ContextManager] = None, classes_per_batch: int = 10,
-                     progress: Optional[bool] = None) -> torch.Tensor:
+                     autocast: Optional[ContextManager] = None, batch_size: int = 256,
+                     progress: Optional[bool] = None, desc: str = "class prompts") -> torch.Tensor:
     """Zero-shot weights ``(embed_dim, n_classes)``, float32: per class the mean of the normalised
-    template embeddings, renormalised (``open_clip.build_zero_shot_classifier``)."""
-    import open_clip
+    template embeddings, renormalised (what ``open_clip.build_zero_shot_classifier`` computes).
+
+    Every prompt is tokenised once and encoded with :func:`farslip_ext.models.text.encode_texts_bucketed`:
+    prompts sorted by length and each chunk cut to its longest real prompt (exact for causal text towers,
+    the padded ``encode_text`` otherwise), so a 248-token LongCLIP tower costs what its prompts need.
+    """
+    from farslip_ext.models.text import encode_texts_bucketed
 
     if not classnames:
         raise ValueError("build_classifier: no class names")
     if not templates:
         raise ValueError("build_classifier: no prompt templates")
+    prompts = [t(c) for c in classnames for t in templates]  # class-major, as open_clip
+    device = torch.device(device)
     with torch.no_grad(), (autocast or parse_precision("fp32", device).autocast(device)):
-        w = open_clip.build_zero_shot_classifier(model, tokenizer, list(classnames), tuple(templates),
-                                                 num_classes_per_batch=classes_per_batch, device=device,
-                                                 use_tqdm=_progress(progress))
-    return w.float()
+        tokens = tokenizer(prompts).to(device)
+        feats = encode_texts_bucketed(model, tokens, batch_size, progress=text_progress(progress, desc))
+    feats = F.normalize(_finite(feats.float(), "text"), dim=-1).reshape(len(classnames), len(templates), -1)
+    w = F.normalize(feats.mean(dim=1), dim=-1)
+    return w.T.contiguous()
+
+
+def text_progress(flag: Optional[bool], desc: str) -> Callable[..., Iterable]:
+    """A tqdm bar over text chunks (shown only when enabled and stderr is a terminal)."""
+    from functools import partial
+
+    from tqdm import tqdm
+
+    return partial(tqdm, desc=desc, unit="chunk", leave=False, disable=not _progress(flag))
+
+
+def _finite(x: torch.Tensor, what: str) -> torch.Tensor:
+    if not torch.isfinite(x).all():
+        raise RuntimeError(f"the model produced non-finite {what} embeddings (try --precision fp32)")
+    return x
 
 
 class _Transformed(Dataset):
@@ -119,7 +143,8 @@ def zeroshot_classification(model: torch.nn.Module, tokenizer: Callable, preproc
     logger.info("%s: %d images, %d classes, %d templates", name, len(dataset), len(classnames),
                 len(tset.for_dataset(name)))
     weights = build_classifier(model, tokenizer, classnames, tset.for_dataset(name), device=device,
-                               autocast=parse_precision(precision, device).autocast(device), progress=progress)
+                               autocast=parse_precision(precision, device).autocast(device), progress=progress,
+                               desc=f"{name} class prompts")
     ds = dataset if getattr(dataset, "transform", None) is not None else _Transformed(dataset, preprocess)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=device.type == "cuda")
@@ -132,8 +157,7 @@ def zeroshot_classification(model: torch.nn.Module, tokenizer: Callable, preproc
             images = images.to(device, non_blocking=True)
             with parse_precision(precision, device).autocast(device):
                 feats = model.encode_image(images)
-            if not torch.isfinite(feats).all():
-                raise RuntimeError(f"{name}: the model produced non-finite image embeddings (try --precision fp32)")
+            _finite(feats, f"{name}: image")
             logits = LOGIT_SCALE * F.normalize(feats.float(), dim=-1) @ weights
             ranks.append(class_ranks(logits, target.to(device)).cpu())
             targets.append(target.cpu())

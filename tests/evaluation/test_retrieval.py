@@ -274,7 +274,7 @@ def test_cli_retrieval_tiny_model_end_to_end(tmp_path, capsys):
     want = brute_force_recalls(img, txt, pairs)
     for k, v in want.items():
         assert rec["metrics"][k] == pytest.approx(v), k
-    assert json.loads((out / "zeroshot_retrieval_summary.json").read_text())["published"]["RSITMD_t2i"] == 32.8
+    assert json.loads((out / "report" / "zeroshot_retrieval_summary.json").read_text())["published"]["RSITMD_t2i"] == 32.8
 
 
 # --------------------------------------------------------------------------- benchmarks/reproduce.py
@@ -285,15 +285,15 @@ def _reproduce():
     return mod
 
 
-OVSS_MOD = "farslip_ext.segmentation.evaluate"
+OVSS_MOD = "farslip_ext.segmentation"  # the benchmark imports run_ovss from here
 
 
 def _fake_ovss(monkeypatch, numbers: Dict[str, float], calls: list) -> None:
     fake = types.ModuleType(OVSS_MOD)
 
-    def run_ovss(model, pretrained, datasets, data_root, work_dir, **kw):
+    def run_ovss(model, pretrained=None, datasets="all", data_root="data", work_dir="w", preset="farslip", **kw):
         calls.append(dict(model=model, pretrained=pretrained, datasets=list(datasets), data_root=data_root,
-                          work_dir=work_dir, **kw))
+                          work_dir=work_dir, preset=preset, **kw))
         return dict(numbers)
 
     fake.run_ovss = run_ovss
@@ -301,26 +301,40 @@ def _fake_ovss(monkeypatch, numbers: Dict[str, float], calls: list) -> None:
 
 
 def test_reproduce_ovss_within_and_outside_tolerance(tmp_path, monkeypatch, capsys):
+    import farslip_ext
+
     paper = dict(load_published_results()["ovss_miou"]["B/16"]["FarSLIP2"])
     calls: list = []
     _fake_ovss(monkeypatch, {k.lower(): v for k, v in paper.items()}, calls)  # keys like 'openearthmap' match too
+    ckpt = tmp_path / "tiny.pt"
+    _tiny_checkpoint(ckpt)
     rp = _reproduce()
-    args = ["--model", "farslip-vitb16", "--pretrained", "s2", "--tasks", "ovss", "--ovss-data-root", str(tmp_path),
-            "--ovss-arg", "slide_stride=112", "--output-dir", str(tmp_path / "o1")]
+    args = ["--model", "farslip-test-tiny", "--pretrained", str(ckpt), "--backbone", "B/16", "--method", "FarSLIP-s2",
+            "--tasks", "ovss", "--ovss-data-root", str(tmp_path), "--ovss-arg", "slide_stride=112", "--device", "cpu",
+            "--output-dir", str(tmp_path / "o1")]
     assert rp.main(args) == 0
-    assert calls[0]["datasets"] == [k for k in paper if k != "Mean"] and calls[0]["slide_stride"] == 112
-    assert calls[0]["model"] == "farslip-vitb16" and calls[0]["pretrained"] == "s2"
-    rep = json.loads((tmp_path / "o1" / "reproduce.json").read_text())
+    names = [k for k in paper if k != "Mean"]
+    assert [c["datasets"] for c in calls] == [[n] for n in names]  # one cell per dataset
+    assert all(c["slide_stride"] == 112 and c["preset"] == "farslip" for c in calls)
+    assert all(c["model"] is calls[0]["model"] for c in calls)  # the model is loaded once and shared
+    assert isinstance(calls[0]["model"], farslip_ext.LoadedModel) and calls[0]["model"].arch == "farslip-test-tiny"
+    rep = json.loads((tmp_path / "o1" / "report" / "reproduce.json").read_text())
     assert rep["ok"] is True and rep["paper_row"] == ["B/16", "FarSLIP-s2"] and len(rep["deviations"]) == 9
+    assert [d["key"] for d in rep["deviations"]] == names + ["Mean"]
+    assert rep["deviations"][-1]["ours"] == pytest.approx(sum(paper[n] for n in names) / 8)
 
+    calls.clear()
     off = dict(paper, LoveDA=paper["LoveDA"] - 2.5)
     _fake_ovss(monkeypatch, off, calls)
     assert rp.main(args[:-1] + [str(tmp_path / "o2")]) == 1
-    rep = json.loads((tmp_path / "o2" / "reproduce.json").read_text())
+    rep = json.loads((tmp_path / "o2" / "report" / "reproduce.json").read_text())
     bad = [d for d in rep["deviations"] if not d["ok"]]
     assert [d["key"] for d in bad] == ["LoveDA"] and bad[0]["deviation"] == pytest.approx(-2.5)
-    assert "**NO**" in (tmp_path / "o2" / "reproduce.md").read_text()
+    assert "**NO**" in (tmp_path / "o2" / "report" / "reproduce.md").read_text()
     assert rp.main(args[:-1] + [str(tmp_path / "o3"), "--tol-ovss", "3"]) == 0
+    # a rerun into o2 reuses its eight finished cells: run_ovss is not called again
+    calls.clear()
+    assert rp.main(args[:-1] + [str(tmp_path / "o2"), "--tol-ovss", "3"]) == 0 and calls == []
 
 
 def test_reproduce_without_segmentation_or_paper_row_is_a_clear_error(tmp_path, monkeypatch, capsys):
@@ -362,7 +376,7 @@ def test_reproduce_classification_and_retrieval_tiny_model(tmp_path, capsys):
                             "--backbone", "B/16", "--method", "FarSLIP-s2", "--data-root", str(root), "--device", "cpu",
                             "--workers", "0", "--output-dir", str(out), "--no-progress"])
     assert rc == 1
-    rep = json.loads((out / "reproduce.json").read_text())
+    rep = json.loads((out / "report" / "reproduce.json").read_text())
     keys = [(d["task"], d["key"]) for d in rep["deviations"]]
     assert keys == [("cls", k) for k in ("SkyScript_cls", "aid", "eurosat", "fmow", "millionaid", "patternnet", "nwpu",
                                          "rsicb", "mean")] + \

@@ -352,9 +352,9 @@ def test_cli_zeroshot_tiny_model_end_to_end(tmp_path, capsys):
         top1, top5 = _brute_force_accuracy(sd, root, LAYOUT[name][0], CLASSES)
         assert rec["metrics"]["acc1"] == pytest.approx(top1) and rec["metrics"]["acc5"] == pytest.approx(top5)
         assert rec["metrics"]["n_samples"] == 10
-    summary = json.loads((out / "zeroshot_classification_summary.json").read_text())
+    summary = json.loads((out / "report" / "zeroshot_classification_summary.json").read_text())
     assert summary["published_row"] == ["B/16", "FarSLIP-s2"] and summary["templates"] == "farslip"
-    assert (out / "zeroshot_classification.md").read_text().startswith("### Zero-shot classification")
+    assert (out / "report" / "zeroshot_classification.md").read_text().startswith("### Zero-shot classification")
 
     # The same weights as an open_clip folder (local-dir:, as stock open_clip loads it) give the same numbers.
     import open_clip
