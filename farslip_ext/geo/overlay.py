@@ -6,38 +6,20 @@ so its memory does not grow with the raster.
 """
 from __future__ import annotations
 
-import colorsys
 import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from farslip_ext.ovss.palette import class_colors
+
 __all__ = ["class_colors", "colormap", "render_overlay", "NODATA_COLOR"]
 
 logger = logging.getLogger(__name__)
 
-# Qualitative palette (Tableau 10 + 10 lighter variants): distinct on imagery, colour-blind aware order.
-_BASE = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-    (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (174, 199, 232), (255, 187, 120),
-    (152, 223, 138), (255, 152, 150), (197, 176, 213), (196, 156, 148), (247, 182, 210), (199, 199, 199),
-    (219, 219, 141), (158, 218, 229),
-]
 #: Colour of nodata pixels in the overlay and the colour table (mask value 255).
 NODATA_COLOR = (0, 0, 0)
-
-
-def class_colors(n: int) -> np.ndarray:
-    """``(n, 3)`` uint8 colours: the 20 palette colours, then golden-ratio hues."""
-    cols: List[Tuple[int, int, int]] = list(_BASE[:n])
-    i = 0
-    while len(cols) < n:
-        h = (0.11 + i * 0.618033988749895) % 1.0
-        r, g, b = colorsys.hsv_to_rgb(h, 0.65 if i % 2 else 0.9, 0.95 if i % 3 else 0.75)
-        cols.append((int(r * 255), int(g * 255), int(b * 255)))
-        i += 1
-    return np.asarray(cols, dtype=np.uint8).reshape(n, 3)
 
 
 def colormap(n: int) -> Dict[int, Tuple[int, int, int, int]]:

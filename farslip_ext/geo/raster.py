@@ -1,24 +1,54 @@
-"""Opening the input raster, choosing its RGB bands and reading windows with their validity mask.
+"""Opening the input raster(s), choosing the RGB bands and reading windows with their validity mask.
 
 Everything goes through rasterio/GDAL, so GeoTIFFs, plain PNG/JPEG images and any other GDAL format
-share one code path with windowed (bounded-memory) reads.
+share one code path with windowed (bounded-memory) reads. Several single-band files of one scene
+(``B04.jp2 B03.jp2 B02.jp2``) are stacked, in the order given, into an in-memory GDAL VRT; bands of a
+coarser resolution are resampled (bilinear) to the finest grid by GDAL while reading, so streaming
+still holds. ``--bands`` also takes named presets (:data:`BAND_PRESETS`).
 """
 from __future__ import annotations
 
+import contextlib
+import difflib
 import logging
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from farslip_ext.geo.errors import BandSelectionError, RasterNotFoundError, RasterReadError
 
-__all__ = ["open_raster", "is_georeferenced", "parse_bands", "resolve_bands", "read_block", "read_valid", "describe_bands"]
+__all__ = ["open_raster", "open_inputs", "is_georeferenced", "parse_bands", "resolve_bands", "read_block", "read_valid",
+           "describe_bands", "BAND_PRESETS", "StackInfo"]
 
 logger = logging.getLogger(__name__)
 
 Bands = Tuple[int, int, int]
+
+#: Named ``--bands`` (1-based band numbers of the product's usual full stack, red first).
+BAND_PRESETS: Dict[str, Tuple[Tuple[int, ...], str]] = {
+    "sentinel2-rgb": ((4, 3, 2), "Sentinel-2 MSI B4, B3, B2 (true colour) of a B1..B12 stack"),
+    "sentinel2-cir": ((8, 4, 3), "Sentinel-2 MSI B8, B4, B3 (colour infrared)"),
+    "landsat8-rgb": ((4, 3, 2), "Landsat 8/9 OLI B4, B3, B2 (true colour)"),
+    "landsat9-rgb": ((4, 3, 2), "Landsat 8/9 OLI B4, B3, B2 (true colour)"),
+    "landsat8-cir": ((5, 4, 3), "Landsat 8/9 OLI B5, B4, B3 (colour infrared)"),
+    "landsat7-rgb": ((3, 2, 1), "Landsat 4-7 TM/ETM+ B3, B2, B1 (true colour)"),
+    "landsat5-rgb": ((3, 2, 1), "Landsat 4-7 TM/ETM+ B3, B2, B1 (true colour)"),
+    "landsat7-cir": ((4, 3, 2), "Landsat 4-7 TM/ETM+ B4, B3, B2 (colour infrared)"),
+    "naip-rgb": ((1, 2, 3), "NAIP R, G, B, NIR: bands 1, 2, 3"),
+    "naip-cir": ((4, 1, 2), "NAIP NIR, R, G (colour infrared)"),
+    "planetscope-rgb": ((3, 2, 1), "PlanetScope 4-band B, G, R, NIR: bands 3, 2, 1"),
+}
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """What :func:`open_inputs` opened: the files (in band order) and those resampled to the finest grid."""
+
+    inputs: Tuple[str, ...]
+    resampled: Dict[str, Tuple[int, int]] = field(default_factory=dict)  # file -> its (width, height)
 
 
 def open_raster(path: Union[str, Path]):
@@ -46,6 +76,105 @@ def open_raster(path: Union[str, Path]):
     return src
 
 
+def _gdal_type(dtypes: Sequence[str]) -> str:
+    import rasterio.dtypes as rdt
+
+    common = np.result_type(*[np.dtype(d) for d in dtypes]).name
+    if common not in rdt.dtype_rev:  # e.g. int8+uint16 -> int32 is fine; anything exotic -> float64
+        common = "float64"
+    return rdt.typename_fwd[rdt.dtype_rev[common]]
+
+
+def _stack_vrt(srcs: Sequence[Any], names: Sequence[str]) -> Tuple[str, Dict[str, Tuple[int, int]]]:
+    """VRT XML stacking the first band of each source on the finest source's grid."""
+    from xml.sax.saxutils import escape
+
+    finest = max(range(len(srcs)), key=lambda i: srcs[i].width * srcs[i].height)
+    ref = srcs[finest]
+    t = ref.transform
+    parts = [f'<VRTDataset rasterXSize="{ref.width}" rasterYSize="{ref.height}">']
+    if ref.crs is not None:
+        parts.append(f"<SRS>{escape(ref.crs.to_wkt())}</SRS>")
+    parts.append(f"<GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>")
+    gdal_type = _gdal_type([s.dtypes[0] for s in srcs])
+    resampled: Dict[str, Tuple[int, int]] = {}
+    for i, (s, name) in enumerate(zip(srcs, names), start=1):
+        nod = s.nodatavals[0]
+        parts.append(f'<VRTRasterBand dataType="{gdal_type}" band="{i}">')
+        if nod is not None:
+            parts.append(f"<NoDataValue>{nod!r}</NoDataValue>")
+        parts.append(f"<Description>{escape(Path(name).name)}</Description>")
+        parts.append('<ComplexSource resampling="bilinear">')
+        parts.append(f'<SourceFilename relativeToVRT="0">{escape(str(Path(name).resolve()))}</SourceFilename>')
+        parts.append("<SourceBand>1</SourceBand>")
+        parts.append(f'<SrcRect xOff="0" yOff="0" xSize="{s.width}" ySize="{s.height}"/>')
+        parts.append(f'<DstRect xOff="0" yOff="0" xSize="{ref.width}" ySize="{ref.height}"/>')
+        if nod is not None:
+            parts.append(f"<NODATA>{nod!r}</NODATA>")
+        parts.append("</ComplexSource></VRTRasterBand>")
+        if (s.width, s.height) != (ref.width, ref.height):
+            resampled[str(name)] = (s.width, s.height)
+    parts.append("</VRTDataset>")
+    return "".join(parts), resampled
+
+
+def _check_same_grid(srcs: Sequence[Any], names: Sequence[str]) -> None:
+    multi = [(n, s.count) for n, s in zip(names, srcs) if s.count != 1]
+    if multi:
+        raise BandSelectionError(
+            f"several inputs are stacked as one band each, but {multi[0][0]} has {multi[0][1]} bands; pass single-band "
+            f"files (e.g. B04.jp2 B03.jp2 B02.jp2) or one multi-band file with --bands")
+    crs = {None if s.crs is None else s.crs.to_string() for s in srcs}
+    if len(crs) > 1:
+        raise BandSelectionError(f"the inputs have different CRSs ({', '.join(f'{Path(n).name}: {s.crs}' for n, s in zip(names, srcs))}); "
+                                 f"reproject them to one grid first (gdalwarp)")
+    georef = [is_georeferenced(s) for s in srcs]
+    if not all(georef):
+        sizes = {(s.width, s.height) for s in srcs}
+        if any(georef) or len(sizes) > 1:
+            raise BandSelectionError(f"the inputs are not georeferenced and differ in size "
+                                     f"({', '.join(f'{Path(n).name}: {s.width}x{s.height}' for n, s in zip(names, srcs))}); "
+                                     f"without georeferencing only files of the same size can be stacked")
+        return
+    finest = min(min(abs(s.transform.a), abs(s.transform.e)) for s in srcs)
+    ref = srcs[0].bounds
+    for n, s in zip(names, srcs):
+        if any(abs(a - b) > 0.5 * finest for a, b in zip(s.bounds, ref)):
+            raise BandSelectionError(
+                f"{Path(n).name} covers {tuple(round(v, 3) for v in s.bounds)} but {Path(names[0]).name} covers "
+                f"{tuple(round(v, 3) for v in ref)}: stacked bands must cover the same extent (the same tile of one "
+                f"scene); clip them to one extent first (gdal_translate -projwin / gdalbuildvrt -separate)")
+
+
+@contextlib.contextmanager
+def open_inputs(paths: Union[str, Path, Sequence[Union[str, Path]]]) -> Iterator[Tuple[Any, StackInfo]]:
+    """Open one raster, or stack several single-band files (same CRS and extent) in the given order on the
+    finest file's grid; yields ``(dataset, StackInfo)`` and closes everything afterwards."""
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not items:
+        raise RasterNotFoundError("no input image given")
+    if len(items) == 1:
+        src = open_raster(items[0])
+        with src:
+            yield src, StackInfo((str(items[0]),))
+        return
+    from rasterio.io import MemoryFile
+
+    srcs: List[Any] = []
+    try:
+        for p in items:
+            srcs.append(open_raster(p))
+        _check_same_grid(srcs, [str(p) for p in items])
+        xml, resampled = _stack_vrt(srcs, [str(p) for p in items])
+    finally:
+        for s in srcs:
+            s.close()
+    for name, (w, h) in resampled.items():
+        logger.info("note: %s (%dx%d) is resampled (bilinear) to the finest input grid", Path(name).name, w, h)
+    with MemoryFile(xml.encode("utf-8"), ext=".vrt") as mem, mem.open() as src:
+        yield src, StackInfo(tuple(str(p) for p in items), resampled)
+
+
 def is_georeferenced(src) -> bool:
     """True when the dataset has a CRS, a non-identity geotransform or ground control points."""
     from affine import Affine
@@ -64,9 +193,18 @@ def describe_bands(src) -> str:
 
 
 def parse_bands(spec: Union[None, str, int, Sequence[int]]) -> Optional[Tuple[int, ...]]:
-    """``"4,3,2"`` / ``[4, 3, 2]`` / ``1`` → 1-based band numbers (one or three); None stays None."""
+    """``"4,3,2"`` / ``[4, 3, 2]`` / ``1`` / ``"sentinel2-rgb"`` (:data:`BAND_PRESETS`) → 1-based band
+    numbers (one or three); None stays None."""
     if spec is None or (isinstance(spec, str) and not spec.strip()):
         return None
+    if isinstance(spec, str) and not spec.replace(",", "").replace(" ", "").isdigit():
+        key = spec.strip().lower()
+        if key in BAND_PRESETS:
+            return BAND_PRESETS[key][0]
+        close = difflib.get_close_matches(key, list(BAND_PRESETS), n=2, cutoff=0.5)
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise BandSelectionError(f"--bands {spec!r}{hint}: write 1-based band numbers red first (e.g. --bands 4,3,2) "
+                                 f"or a preset: {', '.join(BAND_PRESETS)}")
     if isinstance(spec, int):
         items: Sequence = [spec]
     elif isinstance(spec, str):

@@ -28,7 +28,7 @@ import numpy as np
 from farslip_ext.geo.classes import parse_classes
 from farslip_ext.geo.errors import GeoSegmentError, OutputExistsError
 from farslip_ext.geo.overlay import colormap, render_overlay
-from farslip_ext.geo.raster import is_georeferenced, open_raster, read_block, resolve_bands
+from farslip_ext.geo.raster import is_georeferenced, open_inputs, read_block, resolve_bands
 from farslip_ext.geo.scaling import BandStretch, compute_stretch
 from farslip_ext.geo.tiling import check_tiling, count_tiles, iter_tiles
 
@@ -48,7 +48,7 @@ _MASK_SUFFIXES = {".tif": "GTiff", ".tiff": "GTiff", ".png": "PNG"}
 class SegmentResult:
     """What :func:`segment_raster` wrote and measured (``as_dict()`` is the CLI's JSON summary)."""
 
-    image: str
+    image: str  # the first input
     mask: str
     overlay: Optional[str]
     probability: Optional[str]
@@ -66,6 +66,8 @@ class SegmentResult:
     tiles: int
     tiles_skipped_nodata: int
     seconds: Dict[str, float] = field(default_factory=dict)
+    inputs: List[str] = field(default_factory=list)  # every input file, in band order
+    resampled: Dict[str, List[int]] = field(default_factory=dict)  # stacked inputs resampled to the finest grid
 
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -141,7 +143,7 @@ class _Thumbnail:
 
 
 def segment_raster(
-    image: Union[str, Path],
+    image: Union[str, Path, Sequence[Union[str, Path]]],
     classes: Any,
     output: Optional[Union[str, Path]] = None,
     *,
@@ -164,16 +166,21 @@ def segment_raster(
     preset: str = "farslip",
     device: str = "auto",
     precision: str = "auto",
-    progress: bool = True,
+    progress: Optional[bool] = None,
     gdal_cache_mb: int = 64,
     sample_size: int = 1024,
     **segmentor_kwargs: Any,
 ) -> SegmentResult:
     """Segment ``image`` into ``classes`` and write the mask (+ overlay, + probabilities); see the module doc.
 
+    ``image``: one raster, or a list of single-band files of one scene (same CRS and extent) stacked as
+    bands 1..N in that order; coarser files are resampled (bilinear) to the finest grid, with a note.
+    ``progress``: None follows the package policy (a bar on a terminal, log lines otherwise).
+
     ``classes``: ``"building,road,water"``, ``"building,roof;road;water"`` (``;`` separates classes, commas
     synonyms), a class-name file or a list (:func:`~farslip_ext.geo.classes.parse_classes`). ``bands``:
-    1-based R,G,B band numbers (``"4,3,2"``) or one band as grey. ``stretch``/``percentiles``/``value_range``:
+    1-based R,G,B band numbers (``"4,3,2"``), a preset (``"sentinel2-rgb"``,
+    :data:`~farslip_ext.geo.raster.BAND_PRESETS`) or one band as grey. ``stretch``/``percentiles``/``value_range``:
     :mod:`~farslip_ext.geo.scaling`. ``window``/``stride``: sliding-window crop/stride in input pixels
     (default 224/112; each crop is resized to the model's input size, so a larger window looks at the scene
     more coarsely). ``tile``/``halo``: streamed block size and context (default ``window // 2``).
@@ -186,8 +193,6 @@ def segment_raster(
         from rasterio.errors import NotGeoreferencedWarning
     except ImportError as e:  # pragma: no cover - rasterio is a declared dependency of the geo extra
         raise ImportError(f"farslip segment needs rasterio ({e}); install it with pip install 'farslip-ext[geo]'") from e
-    from tqdm.auto import tqdm
-
     t_start = time.perf_counter()
     seconds: Dict[str, float] = {}
     names = parse_classes(classes)
@@ -203,13 +208,14 @@ def segment_raster(
 
     with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        src = open_raster(image)
-        with src:
+        images = [image] if isinstance(image, (str, Path)) else list(image)
+        with open_inputs(images) as (src, stack):
+            first = images[0]
             georef = is_georeferenced(src)
             rgb_bands = resolve_bands(src, bands)
-            mask_path, overlay_path, prob_path = output_paths(image, output, georef)
+            mask_path, overlay_path, prob_path = output_paths(first, output, georef)
             wanted = [mask_path] + ([overlay_path] if overlay else []) + ([prob_path] if probabilities else [])
-            clash = [str(p) for p in wanted if p.exists() and p.resolve() == Path(image).resolve()]
+            clash = [str(p) for p in wanted if p.exists() and any(p.resolve() == Path(i).resolve() for i in images)]
             if clash:
                 raise GeoSegmentError(f"--output {clash[0]!r} is the input image; choose another mask path")
             folder = mask_path.parent
@@ -223,10 +229,10 @@ def segment_raster(
                                         f"pass --overwrite (overwrite=True) or choose another --output")
             if not georef:
                 logger.warning("%s has no georeferencing (no CRS, transform or GCPs): the mask is a plain %s image",
-                               image, mask_path.suffix.lstrip(".").upper())
+                               first, mask_path.suffix.lstrip(".").upper())
             elif mask_path.suffix.lower() == ".png":
                 logger.warning("%s is georeferenced but the mask is a PNG: GDAL keeps the CRS/transform only in a "
-                               ".aux.xml sidecar; use a .tif output to embed them", image)
+                               ".aux.xml sidecar; use a .tif output to embed them", first)
             t0 = time.perf_counter()
             scaler: BandStretch = compute_stretch(src, rgb_bands, stretch, percentiles, value_range, sample_size)
             seconds["stretch"] = time.perf_counter() - t0
@@ -246,7 +252,7 @@ def segment_raster(
             thumb = _Thumbnail(src.width, src.height, int(overlay_size)) if overlay else None
             counts, nodata_px, skipped = _stream(
                 src, rgb_bands, scaler, predictor, n_classes, names, mask_path, prob_path if probabilities else None,
-                int(tile), halo_px, settings, overviews, progress, tqdm, seconds, thumb)
+                int(tile), halo_px, settings, overviews, progress, Path(str(first)).name, seconds, thumb)
 
             t0 = time.perf_counter()
             if thumb is not None:
@@ -254,7 +260,7 @@ def segment_raster(
                 k = max(1, int(overlay_size) // max(thumb.rgb.shape[:2]))  # enlarge small rasters (nearest)
                 rgb_t = np.repeat(np.repeat(thumb.rgb, k, 0), k, 1)
                 msk_t = np.repeat(np.repeat(thumb.mask, k, 0), k, 1)
-                title = Path(str(image)).name + (f" - {Path(str(model)).name}" if built else "") + \
+                title = ", ".join(Path(str(i)).name for i in images) + (f" - {Path(str(model)).name}" if built else "") + \
                     (f" ({pretrained})" if built and pretrained else "")
                 render_overlay(rgb_t, msk_t, [_label(c) for c in names.classes], overlay_path,
                                fractions=[c / total_valid for c in counts], title=title,
@@ -262,7 +268,8 @@ def segment_raster(
             seconds["overlay"] = time.perf_counter() - t0
             seconds["total"] = time.perf_counter() - t_start
             result = SegmentResult(
-                image=str(image), mask=str(mask_path), overlay=str(overlay_path) if overlay else None,
+                image=str(first), inputs=[str(i) for i in images],
+                resampled={k: list(v) for k, v in stack.resampled.items()}, mask=str(mask_path), overlay=str(overlay_path) if overlay else None,
                 probability=str(prob_path) if probabilities else None, georeferenced=georef,
                 crs=src.crs.to_string() if src.crs is not None else None,
                 transform=list(src.transform)[:6] if georef else None, width=src.width, height=src.height,
@@ -270,13 +277,13 @@ def segment_raster(
                 pixel_counts={_label(c): int(n) for c, n in zip(names.classes, counts)}, nodata_pixels=int(nodata_px),
                 stretch=scaler.as_dict(), settings=settings, tiles=count_tiles(src.width, src.height, int(tile)),
                 tiles_skipped_nodata=skipped, seconds={k: round(v, 3) for k, v in seconds.items()})
-    logger.info("segmented %s -> %s in %.1f s", image, mask_path, seconds["total"])
+    logger.info("segmented %s -> %s in %.1f s", ", ".join(map(str, images)), mask_path, seconds["total"])
     return result
 
 
 def _stream(src, rgb_bands, scaler: BandStretch, predictor, n_classes: int, names, mask_path: Path,
             prob_path: Optional[Path], tile: int, halo: int, settings: Dict[str, Any], overviews: bool,
-            progress: bool, tqdm, seconds: Dict[str, float], thumb: Optional[_Thumbnail]
+            progress: Optional[bool], display: str, seconds: Dict[str, float], thumb: Optional[_Thumbnail]
             ) -> Tuple[List[int], int, int]:
     """The tile loop: read → scale → predict → write cores. Writes to hidden ``.part.tif`` files that are
     renamed (or converted to PNG) only when complete."""
@@ -310,8 +317,10 @@ def _stream(src, rgb_bands, scaler: BandStretch, predictor, n_classes: int, name
                     prob_dst.gcps = (gcps, gcp_crs)
                 prob_dst.set_band_description(1, "highest class probability")
             total = count_tiles(src.width, src.height, tile)
-            bar = tqdm(iter_tiles(src.width, src.height, tile, halo), total=total, unit="tile",
-                       desc=f"segment {Path(src.name).name}", disable=not progress)
+            from farslip_ext.logs import progress as progress_bar
+
+            bar = progress_bar(iter_tiles(src.width, src.height, tile, halo), total=total, unit="tile",
+                               desc=f"segment {display}", enabled=progress)
             for t in bar:
                 data, valid = read_block(src, rgb_bands, t.window("read"))
                 rs, cs = t.core_in_read

@@ -1,49 +1,74 @@
-"""``OVSSCheckHook``: consistency checks before an OVSS test run (ovss-protocol.md §1.9, §2.5).
+"""Hooks of an OVSS test run: the consistency check and the progress bar.
 
-IoUMetric sizes its histogram from the dataset's ``METAINFO['classes']``, not from the model, so a
-class-name file with a different number of lines silently scores the wrong classes. This hook compares
-the two before the first image and raises an error naming the class file, the dataset and the fix.
+``OVSSCheckHook`` compares the class-name file with the dataset (IoUMetric sizes its histogram from the
+dataset's ``METAINFO['classes']``, not from the model) and refuses an empty test set, before the first
+image. ``FarSLIPSeg`` makes the same class check itself in configs without the hook
+(docs/reference/ovss-protocol.md#19-class-name-files). ``OVSSProgressHook`` shows the package's
+progress (a bar on a terminal, periodic log lines otherwise) over the test images; ``farslip ovss``
+adds it.
 """
 from __future__ import annotations
 
 import logging
+from typing import Any, Optional
 
-from mmengine.hooks import Hook
-from mmseg.registry import HOOKS
+from farslip_ext.errors import DataError
+from farslip_ext.ovss.checks import ClassCountMismatchError
+from farslip_ext.segmentation.openmmlab import HOOKS, Hook
 
-from farslip_ext.errors import ConfigError
-
-__all__ = ["OVSSCheckHook", "ClassCountMismatchError"]
+__all__ = ["OVSSCheckHook", "OVSSProgressHook", "ClassCountMismatchError"]
 
 logger = logging.getLogger(__name__)
 
 
-class ClassCountMismatchError(ConfigError):
-    """The class-name file and the dataset disagree on the number of classes."""
+def _segmentor(runner):
+    from farslip_ext.segmentation.segmentor import FarSLIPSeg
+
+    model = getattr(runner.model, "module", runner.model)
+    return model if isinstance(model, FarSLIPSeg) else None
 
 
 @HOOKS.register_module()
 class OVSSCheckHook(Hook):
-    """Before testing: the model's class count must equal the dataset's, and the dataset must not be empty."""
+    """Before testing: the dataset must not be empty, and the model's classes must match the dataset's."""
 
     priority = "VERY_HIGH"
 
     def before_test(self, runner) -> None:
-        from farslip_ext.segmentation.segmentor import FarSLIPSeg
-
-        model = getattr(runner.model, "module", runner.model)
         dataset = runner.test_dataloader.dataset
         if len(dataset) == 0:
-            raise ValueError(f"{type(dataset).__name__}: the test set is empty "
-                             f"(data_prefix={getattr(dataset, 'data_prefix', '?')}); check the data root and suffixes")
-        if not isinstance(model, FarSLIPSeg):
+            raise DataError(f"{type(dataset).__name__}: the test set is empty "
+                            f"(data_prefix={getattr(dataset, 'data_prefix', '?')}); check the data root and suffixes")
+        model = _segmentor(runner)
+        if model is None:
             return
-        classes = dataset.metainfo.get("classes")
-        if classes is not None and len(classes) != model.num_classes:
-            raise ClassCountMismatchError(
-                f"class-name file {model.class_names.source} has {model.num_classes} classes but "
-                f"{type(dataset).__name__} has {len(classes)} ({', '.join(map(str, classes))}); IoUMetric scores the "
-                f"dataset's classes, so line i of the class file must name dataset class i. Fix the class file "
-                f"(one line per class, synonyms separated by commas) or use the shipped "
-                f"'catalogue:cls_<dataset>.txt'.")
-        logger.info("OVSS check: %d classes, %d images", model.num_classes, len(dataset))
+        model.expect_dataset(dataset.metainfo.get("classes"), type(dataset).__name__)
+        logger.debug("OVSS check: %d classes, %d images", model.num_classes, len(dataset))
+
+
+@HOOKS.register_module()
+class OVSSProgressHook(Hook):
+    """Progress over the test images (:func:`farslip_ext.logs.progress`); ``enabled`` as there."""
+
+    priority = "LOW"
+
+    def __init__(self, desc: str = "OVSS", enabled: Optional[bool] = None) -> None:
+        self.desc = desc
+        self.enabled = enabled
+        self._bar: Any = None
+
+    def before_test(self, runner) -> None:
+        from farslip_ext.logs import progress
+
+        self._bar = progress(total=len(runner.test_dataloader.dataset), desc=self.desc, unit="img",
+                             enabled=self.enabled, leave=False)
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        if self._bar is not None:
+            n = len(outputs) if outputs is not None else 1
+            self._bar.update(n)
+
+    def after_test(self, runner) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -1,122 +1,62 @@
-"""``FarSLIPSeg``: a training-free open-vocabulary segmentor for mmseg on any OpenCLIP ViT (ovss-protocol.md §1, §2).
+"""``FarSLIPSeg``: the mmseg segmentor around :class:`farslip_ext.ovss.OVSSPredictor`
+(docs/reference/ovss-protocol.md#21-registration-and-base-class).
 
-Per image (§1.1): sliding windows over the (pipeline-resized) image (§1.6) → dense patch tokens from a
-modified last block (#3, :func:`farslip_ext.models.dense_forward`) → cosine similarity with cached text
-embeddings (+ ``cls_token_lambda`` × the CLS-token similarity, §1.5) → logits bilinearly upsampled to
-each window, summed into a canvas and divided by the per-pixel window count → bilinear resize to the
-original shape → ×``logit_scale``, softmax over all names, max over each class's synonyms →
-argmax, pixels whose top probability is below ``prob_thd`` get ``bg_idx``.
+It takes its arguments the way mmseg segmentors do — ``train_cfg``, ``test_cfg``, ``init_cfg``,
+``data_preprocessor`` and the reserved ``pretrained`` key — and names the CLIP ``clip``, so that mmseg's
+``init_model`` (which sets ``cfg.model.pretrained = None``) cannot replace the CLIP weights. Every other
+argument is a :class:`~farslip_ext.ovss.SegSettings` field; what is not given comes from the base config.
 
-Efficiency (issue #5): the text embeddings are computed once per (weights, names, templates) and cached
-in memory and on disk (:mod:`.text_cache`); all windows of all images of a batch go through the vision
-tower in batched forwards (windows of one image are never split unless there are more than
-``window_batch_size`` of them); batches may mix image sizes (:class:`FarSLIPSegDataPreProcessor`).
+Checks before the first image is segmented: the class-name file against the dataset (class count, a
+class listed twice; from :class:`~farslip_ext.segmentation.hooks.OVSSCheckHook` or, in a config without
+it, from the dataset metadata mmengine's test loop publishes) and every ground-truth map against the
+class range.
+
+Loading a checkpoint (mmseg's test tool, ``init_model(cfg, checkpoint)``, ``load_from``) accepts this
+segmentor's own state dict and a bare OpenCLIP/FarSLIP checkpoint of the same architecture (converted
+like :func:`farslip_ext.load` does); the text embeddings follow the loaded weights.
 """
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
-from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
-from mmengine.structures import PixelData
-from mmseg.models.data_preprocessor import SegDataPreProcessor
-from mmseg.models.segmentors import BaseSegmentor
-from mmseg.registry import MODELS
-from mmseg.structures import SegDataSample
 from torch import Tensor, nn
 
 from farslip_ext.compat import parse_to_args
-from farslip_ext.devices import resolve_device
-from farslip_ext.loading import LoadedModel, get_tokenizer, load
-from farslip_ext.models import build_dense_attention, dense_forward
-from farslip_ext.models.dense_attn import check_supported_tower
-from farslip_ext.segmentation.classnames import ClassNames, load_class_names
+from farslip_ext.errors import CheckpointFormatError, ConfigError
+from farslip_ext.loading import LoadedModel
+from farslip_ext.ovss.classnames import ClassNames, load_class_names
+from farslip_ext.ovss.predictor import OPENAI_MEAN, OPENAI_STD, ClipSpec, OVSSPredictor
+from farslip_ext.ovss.settings import WINDOW_MODES, SegSettings
+from farslip_ext.ovss.windows import slide_windows
 from farslip_ext.precision import PRECISIONS as _PRECISIONS
-from farslip_ext.precision import parse_precision
-from farslip_ext.segmentation.text_cache import TextEmbeddingCache
+from farslip_ext.segmentation.openmmlab import (MODELS, BaseSegmentor, PixelData, SegDataPreProcessor, SegDataSample,
+                                               loop_dataset_meta)
 
-__all__ = [
-    "FarSLIPSeg",
-    "FarSLIPSegDataPreProcessor",
-    "CLIP_MEAN_255",
-    "CLIP_STD_255",
-    "PRECISIONS",
-    "WINDOW_MODES",
-    "slide_windows",
-    "resolve_templates",
-]
+__all__ = ["FarSLIPSeg", "FarSLIPSegDataPreProcessor", "CLIP_MEAN_255", "CLIP_STD_255", "PRECISIONS", "WINDOW_MODES",
+           "slide_windows", "resolve_templates"]
 
 logger = logging.getLogger(__name__)
 
-#: ``SegDataPreProcessor`` statistics of §2.2 (OpenAI CLIP mean/std ×255, BGR→RGB).
-CLIP_MEAN_255 = (122.771, 116.746, 104.094)
-CLIP_STD_255 = (68.501, 66.632, 70.323)
-
-#: The shared vocabulary (:mod:`farslip_ext.precision`); ``auto`` is fp16 weights on CUDA (the reference)
-#: and fp32 on a CPU.
+#: RS-OVSS's ``SegDataPreProcessor`` constants (OpenAI CLIP mean/std ×255 rounded to three decimals).
+CLIP_MEAN_255 = tuple(round(m * 255, 3) for m in OPENAI_MEAN)
+CLIP_STD_255 = tuple(round(s * 255, 3) for s in OPENAI_STD)
 PRECISIONS = _PRECISIONS
-#: ``resize``: every window that is not the model's input size is resized to it (RS-OVSS, FarSLIP numbers);
-#: ``native``: windows run at their own (patch-padded) size with interpolated positions (SegEarth-OV).
-WINDOW_MODES = ("resize", "native")
+_TEST_CFG_KEYS = ("mode", "crop_size", "stride")
 
 
-# ----------------------------------------------------------------------------------------------- helpers
-def _pair(v: Union[int, Sequence[int]], what: str) -> Tuple[int, int]:
-    if isinstance(v, (list, tuple)):
-        if len(v) != 2:
-            raise ValueError(f"{what}={v!r}: expected an int or (height, width)")
-        return int(v[0]), int(v[1])
-    return int(v), int(v)
+def resolve_templates(templates: Any):
+    """See :func:`farslip_ext.ovss.text.resolve_templates`."""
+    from farslip_ext.ovss.text import resolve_templates as _resolve
 
-
-def slide_windows(h: int, w: int, crop: Union[int, Sequence[int]], stride: Union[int, Sequence[int]]
-                  ) -> List[Tuple[int, int, int, int]]:
-    """Window boxes ``(y1, y2, x1, x2)`` of §1.6: ``grids = max(H - crop + stride - 1, 0) // stride + 1``,
-    ``y1 = i·stride``, ``y2 = min(y1 + crop, H)``, ``y1 = max(y2 - crop, 0)`` (the last window snaps to the
-    border; an image smaller than the crop gives one smaller window)."""
-    ch, cw = _pair(crop, "slide_crop")
-    sh, sw = _pair(stride, "slide_stride")
-    hg = max(h - ch + sh - 1, 0) // sh + 1
-    wg = max(w - cw + sw - 1, 0) // sw + 1
-    boxes = []
-    for i in range(hg):
-        for j in range(wg):
-            y1, x1 = i * sh, j * sw
-            y2, x2 = min(y1 + ch, h), min(x1 + cw, w)
-            boxes.append((max(y2 - ch, 0), y2, max(x2 - cw, 0), x2))
-    return boxes
-
-
-def _patch_pad(h: int, w: int, patch: Tuple[int, int]) -> Tuple[int, int, int, int]:
-    """Symmetric zero padding ``(left, right, top, bottom)`` up to a multiple of the patch size (§1.6)."""
-    ph, pw = patch
-    lr = (-w) % pw
-    tb = (-h) % ph
-    return lr // 2, lr - lr // 2, tb // 2, tb - tb // 2
-
-
-def resolve_templates(templates: Any) -> List[Callable[[str], str]]:
-    """Prompt templates from an alias (``openai`` = the 80 OpenAI ImageNet prompts, ``farslip``,
-    ``skyscript``), a ``TEMPLATES`` registry name/config, or a list of strings with ``{c}`` (or ``{}``)."""
-    from farslip_ext.evaluation.templates import build_templates
-
-    if isinstance(templates, (list, tuple)) and templates and all(isinstance(t, str) for t in templates):
-        templates = [t if "{c}" in t else t.replace("{}", "{c}") for t in templates]
-    return list(build_templates(templates).for_dataset(None))
-
-
-def _rescale_long_side(h: int, w: int, long_side: int) -> Tuple[int, int]:
-    """mmcv ``Resize(scale=(L, L), keep_ratio=True)``: scale = min(L/long, L/short) = L/long; round half up."""
-    scale = min(long_side / max(h, w), long_side / min(h, w))
-    return int(h * scale + 0.5), int(w * scale + 0.5)
+    return _resolve(templates)
 
 
 # --------------------------------------------------------------------------------------- preprocessor
 @MODELS.register_module()
 class FarSLIPSegDataPreProcessor(SegDataPreProcessor):
-    """``SegDataPreProcessor`` (§2.2) that, at test time, lets a batch mix image sizes.
+    """``SegDataPreProcessor`` that, at test time, lets a batch mix image sizes.
 
     Equal sizes are stacked to ``(B, 3, H, W)`` as usual; otherwise the normalised images are returned
     as a list (no padding, so no padded pixels reach the windows), which :class:`FarSLIPSeg` accepts.
@@ -142,172 +82,134 @@ class FarSLIPSegDataPreProcessor(SegDataPreProcessor):
         return dict(inputs=inputs, data_samples=data.get("data_samples", None))
 
 
+def _clip_spec(clip: Optional[ClipSpec], model: Any, pretrained: Optional[str], model_kwargs: Optional[dict],
+               cache_dir: Optional[str]) -> Optional[ClipSpec]:
+    """The CLIP spec from ``clip`` plus the legacy/mmseg keys ``model``, ``pretrained``, ``model_kwargs``, ``cache_dir``."""
+    if model is not None:
+        if clip is not None:
+            raise ConfigError("FarSLIPSeg got clip= and model=; model= is the old name of the CLIP, pass clip= only")
+        clip = model
+    legacy = dict(model_kwargs or {})
+    if cache_dir is not None:
+        legacy["cache_dir"] = cache_dir
+    if pretrained is None and not legacy:
+        return clip
+    if isinstance(clip, (LoadedModel, nn.Module)):
+        raise ConfigError(f"FarSLIPSeg got a built model as clip= and pretrained={pretrained!r}/model_kwargs; the "
+                          f"weights of a built model are already set")
+    from farslip_ext.ovss.settings import default_clip
+
+    spec = dict(default_clip() if clip is None else clip if isinstance(clip, Mapping) else dict(model=str(clip)))
+    if pretrained is not None:
+        if spec.get("pretrained") not in (None, pretrained):
+            raise ConfigError(f"FarSLIPSeg got pretrained={pretrained!r} and clip.pretrained={spec['pretrained']!r}; "
+                              f"the CLIP weights are clip=dict(model=..., pretrained=...): drop the top-level "
+                              f"'pretrained' (mmseg's init_model resets it to None)")
+        spec["pretrained"] = pretrained
+    spec.update(legacy)
+    return spec
+
+
+def _test_cfg_settings(test_cfg: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """mmseg's ``test_cfg=dict(mode='slide', crop_size=..., stride=...)`` / ``dict(mode='whole')`` as settings."""
+    if not test_cfg:
+        return {}
+    bad = sorted(set(test_cfg) - set(_TEST_CFG_KEYS))
+    if bad:
+        raise ConfigError(f"FarSLIPSeg test_cfg keys {bad} are not supported; it reads mode ('slide' or 'whole'), "
+                          f"crop_size and stride (the slide_crop / slide_stride settings)")
+    mode = test_cfg.get("mode", "slide")
+    if mode == "whole":
+        return dict(slide_crop=0)
+    if mode != "slide":
+        raise ConfigError(f"FarSLIPSeg test_cfg.mode={mode!r}; use 'slide' or 'whole'")
+    out = {}
+    if test_cfg.get("crop_size") is not None:
+        out["slide_crop"] = test_cfg["crop_size"]
+    if test_cfg.get("stride") is not None:
+        out["slide_stride"] = test_cfg["stride"]
+    return out
+
+
 # ------------------------------------------------------------------------------------------ segmentor
 @MODELS.register_module()
 class FarSLIPSeg(BaseSegmentor):
-    """Training-free OVSS with an OpenCLIP model (ovss-protocol.md §1; defaults = the FarSLIP protocol, §1.7).
+    """Training-free OVSS with an OpenCLIP model under mmseg (defaults: the base config = the FarSLIP protocol).
 
     Args:
-        model: OpenCLIP model: anything :func:`farslip_ext.load` accepts (farslip name, ``hf-hub:``/``local-dir:``,
-            stock open_clip name, checkpoint file), a :class:`~farslip_ext.LoadedModel` (shared as is: load once,
-            pass it to several segmentors), or a built ``nn.Module`` (then pass ``tokenizer`` or let
-            ``get_tokenizer`` find one).
-        pretrained: tag (``s1``, ``s2``, ``openai``, ...) or checkpoint path.
-        class_names: class-name file, ``"catalogue:cls_<dataset>.txt"``, or a list (``["a,b", "c"]`` or
-            ``[["a", "b"], ["c"]]``); ``name_path`` is accepted as an alias (SegEarth-OV configs).
-        templates: prompt templates (default ``openai``: the 80 OpenAI ImageNet prompts, §1.2).
-        attn, ignore_residual: dense last-block variant (#3; §1.3).
-        cls_token_lambda: λ of the CLS-token bias term ``logits += λ·(ĉ·t̂ᵀ)`` (§1.5; SegEarth-OV −0.3).
-        prob_thd, bg_idx: pixels whose top class probability is below ``prob_thd`` get ``bg_idx`` (§1.5).
-        logit_scale: multiplier before the softmax (50, not the model's learned scale).
-        slide_crop, slide_stride: sliding windows (§1.6); ``slide_crop <= 0``: one window per image.
-        window_mode: ``resize`` (RS-OVSS) or ``native`` (SegEarth-OV), see :data:`WINDOW_MODES`.
-        window_size: input size for ``resize`` mode (default: the model's ``visual.image_size``).
-        resize_long_side: resize inside the model (keep ratio) — only for use without an mmseg pipeline;
-            the configs resize in the pipeline (§2.3) and leave this None.
-        window_batch_size: most windows per vision forward.
-        precision: one of :data:`PRECISIONS`. device: ``auto`` (CUDA if available), ``cpu``, ``cuda[:i]``;
-            an explicit device is kept even when mmengine's Runner moves the model elsewhere.
-        model_kwargs: extra ``create_model`` arguments (``force_quick_gelu``, ...); cache_dir: weights cache.
-        text_cache: keep text embeddings on disk too (``$FARSLIP_CACHE/text_embeddings``).
-        check_labels: fail on ground-truth values that are neither a class index nor 255.
+        clip: the CLIP: ``dict(model=..., pretrained=..., cache_dir=..., **create_kwargs)`` (any
+            :func:`farslip_ext.load` source: farslip name + tag, stock open_clip name + tag, checkpoint file,
+            ``hf-hub:``/``local-dir:``), a source string, a :class:`~farslip_ext.LoadedModel` (shared as is) or
+            a built ``nn.Module``. Default: the base config's (``farslip-vitb16`` with ``s2``).
+        class_names: class-name file, ``"classnames:cls_<dataset>.txt"``, inline ``"a,b;c"`` or a list;
+            ``name_path`` is accepted as an alias (SegEarth-OV configs).
+        pretrained: mmseg's reserved key (a segmentor's backbone weights): taken as ``clip.pretrained``
+            when given; mmseg's ``init_model`` sets it to None, which changes nothing.
+        model, model_kwargs, cache_dir: older spellings of ``clip.model`` / ``clip``'s extra arguments.
+        train_cfg: accepted and unused (training-free). test_cfg: mmseg's ``mode='slide'`` with ``crop_size``
+            / ``stride`` (they set ``slide_crop`` / ``slide_stride``) or ``mode='whole'``.
+        data_preprocessor: a config or module; default ``FarSLIPSegDataPreProcessor`` with the model's
+            mean/std ×255 (rounded to ``norm_decimals``), BGR→RGB.
+        init_cfg: mmengine's; applied only by an explicit ``init_weights()`` call.
+        **settings: any :class:`~farslip_ext.ovss.SegSettings` field (``slide_crop``, ``prob_thd``, ...).
     """
 
     def __init__(
         self,
-        model: Union[str, nn.Module] = "farslip-vitb16",
-        pretrained: Optional[str] = None,
+        clip: Optional[ClipSpec] = None,
         class_names: Any = None,
         *,
         name_path: Any = None,
-        templates: Any = "openai",
-        attn: Union[str, dict] = "SegEarth",
-        ignore_residual: bool = True,
-        cls_token_lambda: float = 0.0,
-        prob_thd: float = 0.0,
-        bg_idx: int = 0,
-        logit_scale: float = 50.0,
-        slide_crop: Union[int, Sequence[int]] = 224,
-        slide_stride: Union[int, Sequence[int]] = 112,
-        window_mode: str = "resize",
-        window_size: Optional[Union[int, Sequence[int]]] = None,
-        resize_long_side: Optional[int] = None,
-        window_batch_size: int = 128,
-        precision: str = "auto",
-        device: Union[str, torch.device] = "auto",
+        pretrained: Optional[str] = None,
+        model: Any = None,
         model_kwargs: Optional[Dict[str, Any]] = None,
         cache_dir: Optional[str] = None,
         tokenizer: Optional[Callable] = None,
-        text_cache: bool = True,
-        text_batch_size: int = 256,
-        check_labels: bool = True,
+        train_cfg: Optional[dict] = None,
+        test_cfg: Optional[dict] = None,
         data_preprocessor: Optional[Union[dict, nn.Module]] = None,
         init_cfg: Optional[dict] = None,
+        **settings: Any,
     ) -> None:
-        # ---- validate the cheap settings first (clear errors before any weights load)
         if class_names is not None and name_path is not None:
-            raise ValueError("pass class_names or name_path (its alias), not both")
-        names = load_class_names(class_names if class_names is not None else name_path)
-        if window_mode not in WINDOW_MODES:
-            raise ValueError(f"window_mode={window_mode!r}; choose one of {WINDOW_MODES} "
-                             f"('resize': FarSLIP/RS-OVSS, 'native': SegEarth-OV)")
-        crop, stride = _pair(slide_crop, "slide_crop"), _pair(slide_stride, "slide_stride")
-        if min(crop) > 0 and (min(stride) <= 0 or stride[0] > crop[0] or stride[1] > crop[1]):
-            raise ValueError(f"slide_stride={slide_stride!r} must be positive and at most slide_crop={slide_crop!r} "
-                             f"(a larger stride leaves pixels that no window covers)")
-        if not 0.0 <= float(prob_thd) <= 1.0:
-            raise ValueError(f"prob_thd={prob_thd!r} is a probability threshold in [0, 1] (0 disables it)")
-        if not 0 <= int(bg_idx) < names.num_classes:
-            raise ValueError(f"bg_idx={bg_idx!r} is not a class index of {names.source} "
-                             f"({names.num_classes} classes: 0..{names.num_classes - 1})")
-        if float(logit_scale) <= 0:
-            raise ValueError(f"logit_scale={logit_scale!r} must be positive (the reference uses 50)")
-        if int(window_batch_size) < 1:
-            raise ValueError(f"window_batch_size={window_batch_size!r} must be >= 1")
-        template_fns = resolve_templates(templates)
-        dev = resolve_device(device)
-        prec = parse_precision(precision, dev, auto_cuda="fp16", what="FarSLIPSeg precision")
-        if dev.type != "cuda" and prec.weights != "fp32":
-            logger.warning("precision=%r on %s: low-precision weights on a CPU are slow", precision, dev)
-
-        # ---- the OpenCLIP model (a LoadedModel or module is shared as is: that is how callers reuse one)
-        if isinstance(model, LoadedModel):
-            net, tokenizer = model.model.to(dev), tokenizer or model.tokenizer
-            model_desc = model.source
-        elif isinstance(model, nn.Module):
-            net = model.eval().requires_grad_(False).to(dev)
-            tokenizer = tokenizer or get_tokenizer(net)
-            model_desc = type(model).__name__
-        else:
-            lm = load(model, pretrained, precision=prec, device=dev, cache_dir=cache_dir, **dict(model_kwargs or {}))
-            net, tokenizer = lm.model, tokenizer or lm.tokenizer
-            model_desc = f"{model}" + (f" ({pretrained})" if pretrained else "")
-        visual = getattr(net, "visual", None)
-        if visual is None:
-            raise TypeError(f"{model_desc} has no .visual tower; FarSLIPSeg needs an OpenCLIP CLIP model")
-        check_supported_tower(visual)
-
-        # ---- data preprocessor: CLIP statistics of the model (×255), BGR→RGB (§2.2)
-        pp = self._build_preprocessor(data_preprocessor, visual)
+            raise ConfigError("pass class_names or name_path (its alias), not both")
+        names: ClassNames = load_class_names(class_names if class_names is not None else name_path)
+        overrides = dict(settings)
+        overrides.update(_test_cfg_settings(test_cfg))
+        seg_settings = SegSettings.from_overrides(overrides, what="FarSLIPSeg")
+        spec = _clip_spec(clip, model, pretrained, model_kwargs, cache_dir)
+        ovss = OVSSPredictor(spec, names, settings=seg_settings, tokenizer=tokenizer)
+        pp = self._build_preprocessor(data_preprocessor, ovss)
         super().__init__(data_preprocessor=pp, init_cfg=init_cfg)
-
-        self.clip = net
-        self.tokenizer = tokenizer
-        self.model_desc = model_desc
-        self.class_names: ClassNames = names
-        self.templates = template_fns
-        self.attn = build_dense_attention(attn, ignore_residual=ignore_residual)
-        self.ignore_residual = ignore_residual
-        self.cls_token_lambda = float(cls_token_lambda)
-        self.prob_thd = float(prob_thd)
-        self.bg_idx = int(bg_idx)
-        self.logit_scale = float(logit_scale)
-        self.slide_crop, self.slide_stride = crop, stride
-        self.window_mode = window_mode
-        isz = visual.image_size if window_size is None else window_size
-        self.window_size = _pair(isz, "window_size")
-        ps = visual.patch_size
-        self.patch_size = _pair(ps, "patch_size")
-        self.resize_long_side = resize_long_side
-        self.window_batch_size = int(window_batch_size)
-        self.precision = prec
-        self.check_labels = check_labels
+        self.ovss = ovss
+        self.train_cfg = train_cfg
+        self.test_cfg = test_cfg
         self.align_corners = False
-        self._pinned_device = None if device in (None, "auto") else dev
-
-        # ---- text side, once (cached across instances and runs)
-        cache = TextEmbeddingCache(use_disk=text_cache)
-        with self._autocast(dev):
-            emb = cache.get(net, tokenizer, names.query_words, template_fns, batch_size=text_batch_size, device=dev)
-        self.register_buffer("query_features", emb.float().to(dev), persistent=False)
-        self.register_buffer("query_idx", torch.tensor(names.query_idx, dtype=torch.long, device=dev),
-                             persistent=False)
-        self.to(dev)
-        logger.info("FarSLIPSeg: %s, %d classes / %d names from %s, %d templates, attn=%s, λ=%g, thd=%g, "
-                    "bg=%d, crop=%s stride=%s (%s), %s on %s", model_desc, names.num_classes, len(names.query_words),
-                    names.source, len(template_fns), self.attn, self.cls_token_lambda, self.prob_thd, self.bg_idx,
-                    crop, stride, window_mode, precision, dev)
+        self._dataset_meta: Optional[Dict[str, Any]] = None
+        self._expected_dataset: Optional[Tuple[Sequence[Any], str]] = None
+        dev = seg_settings.device
+        self._pinned_device = None if dev in (None, "auto") else ovss.device
+        self.register_load_state_dict_pre_hook(_adopt_checkpoint)
+        self.register_load_state_dict_post_hook(_after_load)
 
     # ------------------------------------------------------------------------------- construction
     @staticmethod
-    def _build_preprocessor(cfg: Optional[Union[dict, nn.Module]], visual: nn.Module) -> nn.Module:
+    def _build_preprocessor(cfg: Optional[Union[dict, nn.Module]], ovss: OVSSPredictor) -> nn.Module:
         if isinstance(cfg, nn.Module):
             return cfg
-        pcfg = getattr(visual, "preprocess_cfg", None) or {}
-        mean = tuple(float(m) * 255 for m in pcfg["mean"]) if "mean" in pcfg else CLIP_MEAN_255
-        std = tuple(float(s) * 255 for s in pcfg["std"]) if "std" in pcfg else CLIP_STD_255
-        args: Dict[str, Any] = dict(mean=list(mean), std=list(std), bgr_to_rgb=True)
+        args: Dict[str, Any] = dict(mean=ovss.mean.tolist(), std=ovss.std.tolist(), bgr_to_rgb=True)
         cfg = dict(cfg or {})
         typ = cfg.pop("type", "FarSLIPSegDataPreProcessor")
         args.update(cfg)
         cls = {"FarSLIPSegDataPreProcessor": FarSLIPSegDataPreProcessor, "SegDataPreProcessor": SegDataPreProcessor}
         if typ not in cls:
-            raise ValueError(f"data_preprocessor type {typ!r}; FarSLIPSeg accepts {sorted(cls)}")
+            raise ConfigError(f"data_preprocessor type {typ!r}; FarSLIPSeg accepts {sorted(cls)}")
         return cls[typ](**args)
 
     def init_weights(self) -> None:
-        """Nothing to initialise: the weights are the OpenCLIP model's (training-free; mmengine's default
-        ``init_weights`` must not re-initialise them)."""
+        """The weights are the CLIP's (training-free): nothing is initialised unless an ``init_cfg`` asks."""
+        if self.init_cfg:
+            super().init_weights()
 
     def to(self, *args: Any, **kwargs: Any) -> "FarSLIPSeg":
         """``nn.Module.to`` that keeps an explicitly requested device (mmengine's Runner moves every model
@@ -322,148 +224,101 @@ class FarSLIPSeg(BaseSegmentor):
             args, kwargs = (pinned,) if dtype is None else (pinned, dtype), {"non_blocking": non_blocking}
         return super().to(*args, **kwargs)
 
-    # ------------------------------------------------------------------------------ properties
+    # ------------------------------------------------------------------------------ the core's state
+    @property
+    def clip(self) -> nn.Module:
+        return self.ovss.clip
+
+    @property
+    def tokenizer(self) -> Callable:
+        return self.ovss.tokenizer
+
+    @property
+    def class_names(self) -> ClassNames:
+        return self.ovss.class_names
+
+    @property
+    def settings(self) -> SegSettings:
+        return self.ovss.settings
+
+    @property
+    def templates(self) -> list:
+        return self.ovss.templates
+
     @property
     def num_classes(self) -> int:
-        return self.class_names.num_classes
+        return self.ovss.num_classes
 
     @property
     def num_queries(self) -> int:
-        return int(self.query_features.shape[0])
+        return self.ovss.num_queries
+
+    @property
+    def query_features(self) -> Tensor:
+        return self.ovss.query_features
+
+    @property
+    def query_idx(self) -> Tensor:
+        return self.ovss.query_idx
+
+    @property
+    def slide_crop(self) -> Tuple[int, int]:
+        return self.ovss.slide_crop
+
+    @property
+    def slide_stride(self) -> Tuple[int, int]:
+        return self.ovss.slide_stride
 
     @property
     def device(self) -> torch.device:
-        return self.query_features.device
+        return self.ovss.device
 
-    def _autocast(self, device: Optional[torch.device] = None) -> ContextManager:
-        return self.precision.autocast(device or self.device)
+    @property
+    def dataset_meta(self) -> Dict[str, Any]:
+        """``classes`` and ``palette`` for mmseg's visualiser (``show_result_pyplot``): the class file's first
+        names unless a checkpoint's meta set them (``init_model``)."""
+        return self._dataset_meta if self._dataset_meta is not None else self.ovss.dataset_meta
 
-    # --------------------------------------------------------------------------- the maths
-    def _window_logits(self, windows: Tensor) -> Tensor:
-        """Per-name cosine logits of a batch of windows at the token grid: ``(N, Q, gh, gw)`` float32 (§1.5)."""
-        with self._autocast():
-            out = dense_forward(self.clip, windows, self.attn, ignore_residual=self.ignore_residual,
-                                return_image_embed=False, check_tower=False)
-        text = self.query_features
-        patches = F.normalize(out.patch_tokens.float(), dim=-1)
-        logits = patches @ text.T  # (N, L, Q)
-        if self.cls_token_lambda != 0.0:
-            cls = F.normalize(out.cls_token.float(), dim=-1)
-            logits = logits + self.cls_token_lambda * (cls @ text.T).unsqueeze(1)
-        n, _, q = logits.shape
-        gh, gw = out.grid
-        return logits.transpose(1, 2).reshape(n, q, gh, gw)
+    @dataset_meta.setter
+    def dataset_meta(self, meta: Optional[Dict[str, Any]]) -> None:
+        self._dataset_meta = meta
 
-    def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, Tensor]:
-        """Normalised dense features of whole images: ``(B, D, h, w)`` patch map and ``(B, D)`` CLS token."""
-        with self._autocast():
-            out = dense_forward(self.clip, inputs, self.attn, ignore_residual=self.ignore_residual,
-                                return_image_embed=False, check_tower=False)
-        return F.normalize(out.patch_map().float(), dim=1), F.normalize(out.cls_token.float(), dim=-1)
-
-    def encode_decode(self, inputs: Tensor, batch_img_metas: Optional[List[dict]] = None) -> Tensor:
-        """Per-name logits of a batch of images, each run as one window (patch padding and
-        ``window_mode`` as for any window, §1.6), at the input size ``(B, Q, H, W)``; no sliding and no
-        resize to the original shape."""
-        return torch.stack(self.slide_inference(list(inputs.unbind(0)), whole=True))
-
-    def _plan(self, images: List[Tensor], whole: bool = False) -> List[dict]:
-        jobs = []
-        for i, img in enumerate(images):
-            h, w = img.shape[-2:]
-            boxes = [(0, h, 0, w)] if whole or min(self.slide_crop) <= 0 \
-                else slide_windows(h, w, self.slide_crop, self.slide_stride)
-            for (y1, y2, x1, x2) in boxes:
-                pad = _patch_pad(y2 - y1, x2 - x1, self.patch_size)
-                padded = (y2 - y1 + pad[2] + pad[3], x2 - x1 + pad[0] + pad[1])
-                run = self.window_size if self.window_mode == "resize" else padded
-                jobs.append(dict(img=i, box=(y1, y2, x1, x2), pad=pad, padded=padded, run=tuple(run)))
-        return jobs
-
-    def _chunks(self, jobs: List[dict]) -> List[List[dict]]:
-        """Windows grouped by run size and packed into forwards, keeping each image's windows together."""
-        by_run: "OrderedDict[tuple, List[dict]]" = OrderedDict()
-        for j in jobs:
-            by_run.setdefault(j["run"], []).append(j)
-        chunks: List[List[dict]] = []
-        cap = self.window_batch_size
-        for group in by_run.values():
-            per_img: "OrderedDict[int, List[dict]]" = OrderedDict()
-            for j in group:
-                per_img.setdefault(j["img"], []).append(j)
-            cur: List[dict] = []
-            for img_jobs in per_img.values():
-                if cur and len(cur) + len(img_jobs) > cap:
-                    chunks.append(cur)
-                    cur = []
-                while len(img_jobs) > cap:
-                    chunks.append(img_jobs[:cap])
-                    img_jobs = img_jobs[cap:]
-                cur.extend(img_jobs)
-            if cur:
-                chunks.append(cur)
-        return chunks
-
-    def slide_inference(self, images: List[Tensor], whole: bool = False) -> List[Tensor]:
-        """Window-averaged per-name logits of each image at its input size, ``[(Q, H, W), ...]`` (§1.6);
-        ``whole=True`` (or ``slide_crop <= 0``) runs each image as one window."""
-        q = self.num_queries
-        canvases = [img.new_zeros((q,) + tuple(img.shape[-2:]), dtype=torch.float32) for img in images]
-        counts = [img.new_zeros((1,) + tuple(img.shape[-2:]), dtype=torch.float32) for img in images]
-        for chunk in self._chunks(self._plan(images, whole)):
-            crops = []
-            for j in chunk:
-                y1, y2, x1, x2 = j["box"]
-                crop = images[j["img"]][:, y1:y2, x1:x2]
-                if any(j["pad"]):
-                    crop = F.pad(crop, j["pad"])
-                if tuple(crop.shape[-2:]) != j["run"]:
-                    crop = F.interpolate(crop[None], size=j["run"], mode="bilinear", align_corners=False)[0]
-                crops.append(crop)
-            logits = self._window_logits(torch.stack(crops))
-            for j, lg in zip(chunk, logits):
-                y1, y2, x1, x2 = j["box"]
-                l, _, t, _ = j["pad"]
-                up = F.interpolate(lg[None], size=j["padded"], mode="bilinear", align_corners=False)[0]
-                up = up[:, t:t + (y2 - y1), l:l + (x2 - x1)]
-                canvases[j["img"]][:, y1:y2, x1:x2] += up
-                counts[j["img"]][:, y1:y2, x1:x2] += 1
-        out = []
-        for c, n in zip(canvases, counts):
-            if bool((n == 0).any()):  # pragma: no cover - excluded by the stride check
-                raise RuntimeError("sliding windows left pixels uncovered; slide_stride must not exceed slide_crop")
-            out.append(c / n)
-        return out
-
-    def inference(self, images: List[Tensor], batch_img_metas: List[dict]) -> List[Tensor]:
-        """Per-name logits of each image at its original shape ``[(Q, H0, W0), ...]`` (§1.1 steps 3-6)."""
-        logits = self.slide_inference(images)
-        out = []
-        for lg, meta in zip(logits, batch_img_metas):
-            ori = tuple(int(s) for s in meta.get("ori_shape", lg.shape[-2:])[:2])
-            if tuple(lg.shape[-2:]) != ori:
-                lg = F.interpolate(lg[None], size=ori, mode="bilinear", align_corners=False)[0]
-            out.append(lg)
-        return out
+    def slide_inference(self, images: Sequence[Tensor], whole: bool = False) -> List[Tensor]:
+        return self.ovss.slide_inference(images, whole)
 
     def postprocess_logits(self, logits: Tensor) -> Tuple[Tensor, Tensor]:
-        """``(Q, H, W)`` logits → per-class probabilities ``(C, H, W)`` and labels ``(1, H, W)`` (§1.5):
-        ×logit_scale, softmax over all names, max over each class's names, argmax, threshold → bg_idx."""
-        probs = torch.softmax(logits.float() * self.logit_scale, dim=0)
-        if self.num_queries != self.num_classes:
-            merged = probs.new_empty((self.num_classes,) + tuple(probs.shape[1:]))
-            for c in range(self.num_classes):
-                merged[c] = probs[self.query_idx == c].amax(dim=0)
-            probs = merged
-        top, pred = probs.max(dim=0, keepdim=True)
-        if self.prob_thd > 0:
-            pred = torch.where(top < self.prob_thd, torch.full_like(pred, self.bg_idx), pred)
-        return probs, pred
+        return self.ovss.postprocess_logits(logits)
 
-    # ------------------------------------------------------------------------------- mmseg API
+    def _plan(self, images: Sequence[Tensor], whole: bool = False) -> list:
+        return self.ovss.plan(images, whole)
+
+    # ------------------------------------------------------------------------------------ checks
+    def expect_dataset(self, classes: Optional[Sequence[Any]], name: str) -> None:
+        """Check the class names against a dataset now (:class:`OVSSCheckHook` calls this before the test)."""
+        self.ovss.check_dataset(classes, name)
+        self._expected_dataset = (tuple(classes or ()), name)
+
+    def _check_samples(self, data_samples: Sequence[SegDataSample]) -> None:
+        with_gt = [ds for ds in data_samples if "gt_sem_seg" in ds]
+        if not with_gt:
+            return
+        if self._expected_dataset is None:  # no OVSSCheckHook in this config: the loop's dataset metadata
+            meta = loop_dataset_meta()
+            if meta is not None:
+                self.ovss.check_dataset(meta.get("classes"), "the dataset of this test run")
+        if self.settings.check_labels:
+            for ds in with_gt:
+                self.ovss.check_ground_truth(ds.gt_sem_seg.data, ds.metainfo.get("seg_map_path", "?"),
+                                             ds.metainfo.get("reduce_zero_label"))
+
+    # --------------------------------------------------------------------------------- mmseg API
     def _split_inputs(self, inputs: Union[Tensor, Sequence[Tensor]], metas: List[dict]) -> List[Tensor]:
+        from farslip_ext.ovss.windows import rescale_long_side
+        import torch.nn.functional as F
+
         images = list(inputs) if isinstance(inputs, (list, tuple)) else list(inputs.unbind(0))
         out = []
+        long_side = self.settings.resize_long_side
         for img, meta in zip(images, metas):
             if img.ndim != 3 or img.shape[0] != 3:
                 raise ValueError(f"FarSLIPSeg expects 3-channel images (3, H, W); got {tuple(img.shape)} "
@@ -471,29 +326,22 @@ class FarSLIPSeg(BaseSegmentor):
             img = img.to(self.device, dtype=torch.float32)
             pad = meta.get("padding_size")
             if pad is not None and any(pad):  # mmseg test_cfg padding: remove it (left, right, top, bottom)
-                l, r, t, b = (int(p) for p in pad)
-                img = img[:, t:img.shape[1] - b, l:img.shape[2] - r]
-            if self.resize_long_side:
-                size = _rescale_long_side(img.shape[1], img.shape[2], int(self.resize_long_side))
+                left, right, top, bottom = (int(p) for p in pad)
+                img = img[:, top:img.shape[1] - bottom, left:img.shape[2] - right]
+            if long_side:
+                size = rescale_long_side(img.shape[1], img.shape[2], int(long_side))
                 if size != tuple(img.shape[1:]):
                     img = F.interpolate(img[None], size=size, mode="bilinear", align_corners=False)[0]
             out.append(img)
         return out
 
-    def _check_gt(self, data_samples: Sequence[SegDataSample]) -> None:
-        for ds in data_samples:
-            if "gt_sem_seg" not in ds:
-                continue
-            gt = ds.gt_sem_seg.data
-            bad = (gt != 255) & ((gt < 0) | (gt >= self.num_classes))
-            if bool(bad.any()):
-                vals = sorted(int(v) for v in torch.unique(gt[bad]).tolist())
-                raise ValueError(
-                    f"ground truth {ds.metainfo.get('seg_map_path', '?')} holds label values {vals[:10]} that are neither "
-                    f"a class index 0..{self.num_classes - 1} (from {self.class_names.source}) nor the ignore value 255 "
-                    f"(reduce_zero_label={ds.metainfo.get('reduce_zero_label')}). The label file was written with the "
-                    f"wrong encoding or the class file does not match the dataset; re-create the labels with "
-                    f"`farslip ovss-convert` (single-channel 'L' index images) or fix the class file.")
+    def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, Tensor]:
+        """Normalised dense features of whole images: ``(B, D, h, w)`` patch map and ``(B, D)`` CLS token."""
+        return self.ovss.extract_feat(inputs)
+
+    def encode_decode(self, inputs: Tensor, batch_img_metas: Optional[List[dict]] = None) -> Tensor:
+        """Per-name logits of a batch of images, each run as one window, at the input size ``(B, Q, H, W)``."""
+        return torch.stack(self.ovss.slide_inference(list(inputs.unbind(0)), whole=True))
 
     @torch.no_grad()
     def predict(self, inputs: Union[Tensor, Sequence[Tensor]],
@@ -503,17 +351,16 @@ class FarSLIPSeg(BaseSegmentor):
         n = len(inputs) if isinstance(inputs, (list, tuple)) else inputs.shape[0]
         if data_samples is None:
             shapes = [tuple(x.shape[-2:]) for x in (inputs if isinstance(inputs, (list, tuple)) else inputs.unbind(0))]
-            metas = [dict(ori_shape=s, img_shape=s) for s in shapes]
-            data_samples = [SegDataSample(metainfo=m) for m in metas]
+            data_samples = [SegDataSample(metainfo=dict(ori_shape=s, img_shape=s)) for s in shapes]
         else:
-            metas = [ds.metainfo for ds in data_samples]
-            if self.check_labels:
-                self._check_gt(data_samples)
+            self._check_samples(data_samples)
+        metas = [ds.metainfo for ds in data_samples]
         if len(metas) != n:
             raise ValueError(f"{n} images but {len(metas)} data samples")
         images = self._split_inputs(inputs, metas)
-        for ds, lg in zip(data_samples, self.inference(images, metas)):
-            probs, pred = self.postprocess_logits(lg)
+        oris = [tuple(m.get("ori_shape", img.shape[-2:]))[:2] for m, img in zip(metas, images)]
+        for ds, lg in zip(data_samples, self.ovss.inference(images, oris)):
+            probs, pred = self.ovss.postprocess_logits(lg)
             ds.set_data({"seg_logits": PixelData(data=probs), "pred_sem_seg": PixelData(data=pred)})
         return data_samples
 
@@ -524,12 +371,53 @@ class FarSLIPSeg(BaseSegmentor):
         the images differ in size)."""
         n = len(inputs) if isinstance(inputs, (list, tuple)) else inputs.shape[0]
         metas = [ds.metainfo for ds in data_samples] if data_samples is not None else [{}] * n
-        logits = self.slide_inference(self._split_inputs(inputs, metas))
+        logits = self.ovss.slide_inference(self._split_inputs(inputs, metas))
         if all(lg.shape == logits[0].shape for lg in logits):
             return torch.stack(logits)
         return tuple(logits)
 
     def loss(self, inputs: Tensor, data_samples: List[SegDataSample]) -> dict:
         raise NotImplementedError(
-            "FarSLIPSeg is a training-free evaluator (ovss-protocol.md §1): it has no loss. Run it with "
-            "Runner.test() / `farslip ovss`; to train FarSLIP itself use farslip_ext's training recipes.")
+            "FarSLIPSeg is a training-free evaluator: it has no loss. Run it with Runner.test() / `farslip ovss`; "
+            "to train FarSLIP itself use farslip_ext's training recipes.")
+
+
+# -------------------------------------------------------------------------------------- checkpoints
+def _adopt_checkpoint(module: FarSLIPSeg, state_dict: dict, prefix: str, *args: Any) -> None:
+    """Re-key a checkpoint in place before loading: this segmentor's own keys load as they are; an older
+    FarSLIPSeg's ``clip.*`` keys and a bare OpenCLIP/FarSLIP checkpoint (``visual.*``, ...) become ``ovss.clip.*``."""
+    keys = [k for k in state_dict if k.startswith(prefix)]
+    own = prefix + "ovss."
+    if not keys or any(k.startswith(own) for k in keys):
+        return
+    old = prefix + "clip."
+    if all(k.startswith(old) for k in keys):
+        for k in keys:
+            state_dict[own + k[len(prefix):]] = state_dict.pop(k)
+        return
+    rel = {k[len(prefix):]: state_dict[k] for k in keys}
+    if not any(k.startswith(("visual.", "module.visual.", "token_embedding.", "module.token_embedding."))
+               for k in rel):
+        return  # not a CLIP: leave it to the loader's own key report
+    from farslip_ext.convert import convert_state_dict
+
+    conv = convert_state_dict(rel, arch=module.ovss.clip_arch)
+    want = set(module.ovss.clip.state_dict())
+    got = set(conv.state_dict)
+    if got != want:
+        raise CheckpointFormatError(
+            f"the checkpoint does not fit this segmentor's CLIP ({module.ovss.model_desc}): "
+            f"{len(want - got)} tensors missing (e.g. {sorted(want - got)[:3]}), {len(got - want)} unexpected "
+            f"(e.g. {sorted(got - want)[:3]}). Load it as clip=dict(model=<its architecture>, pretrained=<file>) "
+            f"instead.")
+    for k in keys:
+        del state_dict[k]
+    for k, v in conv.state_dict.items():
+        state_dict[own + "clip." + k] = v
+    logger.info("checkpoint: a bare CLIP state dict (%s), loaded into the segmentor's CLIP", conv.arch)
+
+
+def _after_load(module: FarSLIPSeg, incompatible_keys: Any) -> None:
+    """The text embeddings follow the text weights just loaded (a cache hit when they did not change)."""
+    if isinstance(module, FarSLIPSeg):
+        module.ovss.refresh_text()

@@ -1,4 +1,5 @@
-"""Loading transforms that fail clearly (registered in ``mmseg.registry.TRANSFORMS``; ovss-protocol.md §2.3, §6).
+"""Loading transforms that fail clearly (registered in ``mmseg.registry.TRANSFORMS``;
+docs/reference/ovss-protocol.md#6-pitfalls-reported-by-users).
 
 ``FarSLIPLoadImageFromFile`` is mmcv's ``LoadImageFromFile`` and ``FarSLIPLoadAnnotations`` is mmseg's
 ``LoadAnnotations`` (mmseg's own decoding, ``reduce_zero_label`` and ``label_map``, run unchanged), with
@@ -11,11 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from mmcv.transforms import LoadImageFromFile
-from mmseg.datasets.transforms import LoadAnnotations
-from mmseg.registry import TRANSFORMS
-
 from farslip_ext.errors import DataError, LabelFormatError
+from farslip_ext.segmentation.openmmlab import TRANSFORMS, LoadAnnotations, LoadImageFromFile
 
 __all__ = ["FarSLIPLoadImageFromFile", "FarSLIPLoadAnnotations", "ImageDecodeError", "LabelFormatError"]
 
@@ -56,12 +54,15 @@ class FarSLIPLoadAnnotations(LoadAnnotations):
     """mmseg's ``LoadAnnotations`` (its own decoding, ``reduce_zero_label`` and ``label_map``), with checks
     around it: the label must exist, decode, hold one channel of 8-bit class indices, and match its image's size.
 
+    Without a ``seg_map_path`` (mmseg's ``inference_model`` on a bare image) it passes the sample through.
     The checks before mmseg runs read only the file header (mmseg casts to uint8, which would wrap a 16-bit
     label silently); the checks after it look at the decoded map.
     """
 
     def transform(self, results: dict) -> dict:
-        path = results["seg_map_path"]
+        path = results.get("seg_map_path")
+        if path is None:  # inference without ground truth (mmseg's inference_model): nothing to load
+            return results
         if _local_missing(path):
             raise FileNotFoundError(f"label {path} does not exist for image {results.get('img_path')}; every image "
                                     f"needs a label with the dataset's seg_map_suffix (re-run the converter)")

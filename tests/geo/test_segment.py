@@ -113,7 +113,7 @@ def test_landsat_georeferencing_nodata_and_whole_image_equivalence(ckpt, tmp_pat
     # one tile = the whole image: labels == FarSLIPSeg.predict on the stretched, normalised, nodata-filled image
     from farslip_ext.segmentation import FarSLIPSeg
 
-    seg = FarSLIPSeg(model=str(ckpt), class_names=["building,roof", "road", "water", "forest,trees"],
+    seg = FarSLIPSeg(clip=str(ckpt), class_names=["building,roof", "road", "water", "forest,trees"],
                      slide_crop=64, slide_stride=32, device="cpu")
     x = np.clip((raw.astype(np.float64) - lo[:, None, None]) / (hi - lo)[:, None, None] * 255.0, 0, 255)
     x = (x - MEAN) / STD
@@ -404,3 +404,123 @@ def test_large_raster_streams_in_bounded_memory(tmp_path):
     assert (strip == want).mean() > 0.999  # the streamed mask is the stub's answer on the scaled input
     assert res["nodata_pixels"] == 600 * 1200 and res["tiles"] == 36
     assert sum(res["pixel_counts"].values()) == 6000 * 6000 - 600 * 1200
+
+
+# ------------------------------------------------------------------------------ stacks and presets
+def _single_bands(tmp_path, half_res_band=None):
+    """Bands 3, 2, 1 of the Landsat fixture as single-band GeoTIFFs; ``half_res_band`` is written at half the
+    resolution (2x2 averages, same extent)."""
+    from rasterio.enums import Resampling
+    from rasterio.transform import Affine
+
+    paths = {}
+    with rasterio.open(LANDSAT) as src:
+        prof = dict(src.profile, count=1)
+        for b in (3, 2, 1):
+            p = tmp_path / f"B{b}.tif"
+            if b == half_res_band:
+                data = src.read(b, out_shape=(64, 64), resampling=Resampling.average)[None]
+                meta = dict(prof, width=64, height=64, transform=src.transform @ Affine.scale(2))
+            else:
+                data, meta = src.read([b]), prof
+            with rasterio.open(p, "w", **meta) as dst:
+                dst.write(data)
+            paths[b] = p
+    return [paths[3], paths[2], paths[1]]
+
+
+def test_single_band_files_are_stacked_like_one_raster(ckpt, tmp_path, capsys):
+    common = ["--classes", CLASSES, "--model", ckpt, "--device", "cpu", *FAST, "--tile", "128", "--no-overlay"]
+    code, ref, err = run_cli(capsys, LANDSAT, "--bands", "3,2,1", *common, "-o", tmp_path / "ref.tif")
+    assert code == 0, err
+    files = _single_bands(tmp_path)
+    code, res, err = run_cli(capsys, *files, *common, "-o", tmp_path / "stack.tif")
+    assert code == 0, err
+    assert res["inputs"] == [str(f) for f in files] and res["bands"] == [1, 2, 3] and res["resampled"] == {}
+    assert res["stretch"] == ref["stretch"] and res["pixel_counts"] == ref["pixel_counts"]
+    with rasterio.open(tmp_path / "ref.tif") as a, rasterio.open(tmp_path / "stack.tif") as b:
+        assert np.array_equal(a.read(1), b.read(1)) and b.crs == a.crs and b.transform == a.transform
+
+
+def test_a_coarser_band_is_resampled_to_the_finest_with_a_note(ckpt, tmp_path, capsys):
+    """B1 at half resolution: the stack is on the 128x128 grid, and its labels are those of a 3-band file whose
+    B1 was upsampled independently (rasterio's bilinear read)."""
+    from rasterio.enums import Resampling
+
+    files = _single_bands(tmp_path, half_res_band=1)
+    with rasterio.open(files[0]) as r, rasterio.open(files[1]) as g, rasterio.open(files[2]) as b:
+        up = b.read(1, out_shape=(128, 128), resampling=Resampling.bilinear)
+        prof = dict(r.profile, count=3)
+        manual = tmp_path / "manual.tif"
+        with rasterio.open(manual, "w", **prof) as dst:
+            dst.write(np.stack([r.read(1), g.read(1), up]))
+    common = ["--classes", CLASSES, "--model", ckpt, "--device", "cpu", *FAST, "--tile", "128", "--no-overlay"]
+    code, res, err = run_cli(capsys, *files, *common, "-o", tmp_path / "stack.tif")
+    assert code == 0, err
+    assert "B1.tif (64x64) is resampled (bilinear) to the finest input grid" in err
+    assert res["resampled"] == {str(files[2]): [64, 64]} and (res["width"], res["height"]) == (128, 128)
+    code, ref, err = run_cli(capsys, manual, "--bands", "1,2,3", *common, "-o", tmp_path / "manual_mask.tif")
+    assert code == 0, err
+    with rasterio.open(tmp_path / "manual_mask.tif") as a, rasterio.open(tmp_path / "stack.tif") as b:
+        assert np.array_equal(a.read(1), b.read(1))
+
+
+def test_stack_errors_and_band_presets(ckpt, tmp_path, capsys, hf_cache):
+    files = _single_bands(tmp_path)
+    with rasterio.open(LANDSAT) as src:  # another extent: shifted by 10 pixels
+        prof = dict(src.profile, count=1, transform=src.transform @ rasterio.Affine.translation(10, 0))
+        with rasterio.open(tmp_path / "shifted.tif", "w", **prof) as dst:
+            dst.write(src.read([1]))
+    code, _, err = run_cli(capsys, files[0], files[1], tmp_path / "shifted.tif", "--classes", "a,b")
+    assert code == 2 and "must cover the same extent" in err and "shifted.tif" in err
+    code, _, err = run_cli(capsys, files[0], LANDSAT, "--classes", "a,b")
+    assert code == 2 and "has 4 bands; pass single-band files" in err
+    code, _, err = run_cli(capsys, LANDSAT, "--bands", "landsat7-rbg", "--classes", "a,b")
+    assert code == 2 and "did you mean 'landsat7-rgb'" in err and "sentinel2-rgb" in err
+    code, res, err = run_cli(capsys, LANDSAT, "--bands", "landsat7-rgb", "--classes", CLASSES, "--model", ckpt,
+                             "--device", "cpu", *FAST, "--tile", "128", "--no-overlay", "-o", tmp_path / "p.tif")
+    assert code == 0, err
+    assert res["bands"] == [3, 2, 1]
+
+
+def test_duplicate_class_names_are_an_error_everywhere(tmp_path, capsys):
+    from farslip_ext.geo import ClassListError, parse_classes, segment_raster
+
+    code, _, err = run_cli(capsys, LANDSAT, "--bands", "3,2,1", "--classes", "water,road,Water")
+    assert code == 2 and "the name 'Water' is given for class 0 (water) and again for class 2" in err
+    f = tmp_path / "cls.txt"
+    f.write_text("water\nroad\nwater\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, LANDSAT, "--bands", "3,2,1", "--classes", f)
+    assert code == 2 and "'water' (lines 1 and 3) appear more than once" in err
+    with pytest.raises(ClassListError, match="given for class 0 .* and again for class 1"):
+        segment_raster(LANDSAT, ["water,lake", "lake"], tmp_path / "m.tif", bands="3,2,1")
+    names = parse_classes("building,roof;road;water")  # distinct classes = distinct summary/legend entries
+    assert names.labels == ["building (roof)", "road", "water"]
+
+
+def test_python_api_takes_the_cli_class_string(ckpt):
+    from farslip_ext.geo import build_predictor
+
+    pred = build_predictor("water;forest,trees;road", str(ckpt), device="cpu", window=32,
+                           templates=["a photo of {c}."], text_cache=False)
+    assert pred.num_classes == 3 and pred.window == 32
+    labels, top = pred.predict(np.full((3, 40, 40), 100.0, dtype=np.float32), np.ones((40, 40), dtype=bool))
+    assert labels.shape == (40, 40) and labels.max() < 3 and top.min() >= 1.0 / 4 - 1e-6
+
+
+def test_farslip_segment_imports_no_mmseg_or_mmcv(ckpt, tmp_path):
+    rgb = blocky_image(40, 50, np.random.default_rng(2))
+    Image.fromarray(rgb).save(tmp_path / "photo.png")
+    code = textwrap.dedent(f"""
+        import json, sys
+        from farslip_ext.cli import main
+        rc = main(['segment', {str(tmp_path / 'photo.png')!r}, '--classes', 'building,road,water', '--model',
+                   {str(ckpt)!r}, '--device', 'cpu', '--window', '32', '--no-overviews', '--no-progress'])
+        print(json.dumps(dict(rc=rc, mm=sorted(m for m in sys.modules if m.split('.')[0] in ('mmseg', 'mmcv')))),
+              file=sys.stderr)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env=dict(__import__("os").environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])))
+    rep = json.loads(out.stderr.strip().splitlines()[-1])
+    assert rep == {"rc": 0, "mm": []}, out.stderr[-2000:]
+    assert json.loads(out.stdout)["mask"] == str(tmp_path / "photo.seg.png")

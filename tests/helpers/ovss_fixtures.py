@@ -180,3 +180,80 @@ def np_resize_bilinear(arr: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     x0, x1, wx = axis_weights(arr.shape[2], out_w)
     rows = arr[:, y0, :] * (1 - wy)[None, :, None] + arr[:, y1, :] * wy[None, :, None]
     return rows[:, :, x0] * (1 - wx)[None, None, :] + rows[:, :, x1] * wx[None, None, :]
+
+
+# ------------------------------------------------------------------------- user configs and plugins
+USER_CONFIG = '''
+# A hand-written mmseg config, from scratch: no farslip_ext base config, mmseg's own dataset and transforms.
+custom_imports = dict(imports=['farslip_ext.segmentation'], allow_failed_imports=False)
+default_scope = 'mmseg'
+model = dict(
+    type='FarSLIPSeg',
+    clip=dict(model='farslip-test-tiny', pretrained={weights!r}),
+    class_names={class_names!r},
+    templates=['a photo of {{c}}.', 'an aerial image of {{c}}.'],
+    slide_crop=64, slide_stride=32, device='cpu', text_cache=False)
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(96, 96), keep_ratio=True),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+test_dataloader = dict(
+    batch_size=1, num_workers=0, persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='LoveDADataset', data_root={data_root!r}, reduce_zero_label=True,
+                 data_prefix=dict(img_path='img_dir/val', seg_map_path='ann_dir/val'), pipeline=test_pipeline))
+test_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+test_cfg = dict(type='TestLoop')
+log_level = 'WARNING'
+'''
+
+LOVEDA_LINES = ["background", "building,roof,house", "road", "water", "barren", "forest", "agricultural"]
+
+
+def write_user_config(path: Path, weights: Path, data_root: Path, class_names: Sequence[str] = tuple(LOVEDA_LINES)
+                      ) -> Path:
+    """A from-scratch LoveDA config (see :data:`USER_CONFIG`) whose CLIP is ``farslip-test-tiny`` + ``weights``."""
+    path.write_text(USER_CONFIG.format(weights=str(weights), class_names=list(class_names), data_root=str(data_root)),
+                    encoding="utf-8")
+    return path
+
+
+TOY_CONFIG = '''
+# A benchmark that is not in the paper: a short config, completed from farslip_ext's base config.
+benchmark = dict(name='Toyland', roots=['Toyland'], raw_label_values=[0, 1, 2, 255],
+                 official_release='made up for a test', presets=dict(segearth=dict(prob_thd=0.2)))
+model = dict(class_names='classnames:cls_toyland.txt')
+test_dataloader = dict(
+    batch_size=2,
+    dataset=dict(type='BaseSegDataset', metainfo=dict(classes=('meadow', 'roof', 'pond')), data_root='data/Toyland',
+                 data_prefix=dict(img_path='images', seg_map_path='labels'), img_suffix='.png',
+                 seg_map_suffix='.png', reduce_zero_label=False))
+'''
+
+
+def write_toy_plugin(folder: Path) -> Tuple[Path, Path]:
+    """``folder/configs/toyland.py`` and ``folder/classnames/cls_toyland.txt`` (3 classes, one with synonyms)."""
+    (folder / "configs").mkdir(parents=True, exist_ok=True)
+    (folder / "classnames").mkdir(parents=True, exist_ok=True)
+    (folder / "configs" / "toyland.py").write_text(TOY_CONFIG, encoding="utf-8")
+    (folder / "classnames" / "cls_toyland.txt").write_text("meadow,grass\nroof\npond,lake\n", encoding="utf-8")
+    return folder / "configs", folder / "classnames"
+
+
+def make_toy_dataset(data_root: Path, seed: int = 0, sizes: Sequence[Tuple[int, int]] = ((48, 64), (64, 48))) -> dict:
+    rng = np.random.default_rng(seed)
+    root = Path(data_root) / "Toyland"
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    out = dict(root=root, images=[], labels=[], label_arrays=[])
+    for i, (h, w) in enumerate(sizes):
+        img, lab = blocky_image(h, w, rng), random_label(h, w, [0, 1, 2, 255], rng)
+        ip, lp = root / "images" / f"t{i}.png", root / "labels" / f"t{i}.png"
+        Image.fromarray(img, "RGB").save(ip)
+        Image.fromarray(lab, "L").save(lp)
+        out["images"].append(ip)
+        out["labels"].append(lp)
+        out["label_arrays"].append(lab)
+    return out

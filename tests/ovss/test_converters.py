@@ -33,7 +33,7 @@ def _rgb(path):
 
 
 def test_tile_origins_by_hand():
-    from farslip_ext.segmentation.converters import clip_starts, tile_starts
+    from farslip_ext.ovss.converters import clip_starts, tile_starts
 
     assert clip_starts(6000, 512) == [0, 512, 1024, 1536, 2048, 2560, 3072, 3584, 4096, 4608, 5120, 5488]  # 12/side
     assert clip_starts(1024, 512) == [0, 512]
@@ -45,7 +45,7 @@ def test_tile_origins_by_hand():
 
 
 def test_potsdam_colour_labels_crops_and_split(tmp_path):
-    from farslip_ext.segmentation.converters import convert_dataset
+    from farslip_ext.ovss.converters import convert_dataset
 
     rng = np.random.default_rng(0)
     src = tmp_path / "Potsdam"
@@ -71,7 +71,7 @@ def test_potsdam_colour_labels_crops_and_split(tmp_path):
 
 
 def test_vaihingen_needs_top_folder_and_eroded_labels(tmp_path):
-    from farslip_ext.segmentation.converters import convert_dataset
+    from farslip_ext.ovss.converters import convert_dataset
 
     rng = np.random.default_rng(1)
     src = tmp_path / "Vaihingen"
@@ -88,7 +88,7 @@ def test_vaihingen_needs_top_folder_and_eroded_labels(tmp_path):
 
 
 def test_isaid_palette_padding_and_names(tmp_path):
-    from farslip_ext.segmentation.converters import convert_dataset
+    from farslip_ext.ovss.converters import convert_dataset
 
     rng = np.random.default_rng(2)
     src = tmp_path / "iSAID" / "val"
@@ -114,7 +114,7 @@ def test_isaid_palette_padding_and_names(tmp_path):
 
 
 def test_uavid_moving_car_and_sequence_names(tmp_path):
-    from farslip_ext.segmentation.converters import convert_dataset
+    from farslip_ext.ovss.converters import convert_dataset
 
     rng = np.random.default_rng(3)
     lab8 = random_label(30, 50, range(8), rng, block=2)
@@ -134,7 +134,7 @@ def test_uavid_moving_car_and_sequence_names(tmp_path):
 
 def test_loveda_zip_with_p_mode_masks(tmp_path):
     """'P' masks with a palette (what the SegEarth-OV issues are about) come out as 'L' with the same indices."""
-    from farslip_ext.segmentation.converters import convert_dataset
+    from farslip_ext.ovss.converters import convert_dataset
 
     rng = np.random.default_rng(4)
     stage = tmp_path / "stage"
@@ -156,7 +156,7 @@ def test_loveda_zip_with_p_mode_masks(tmp_path):
 
 
 def test_openearthmap_val_list_udd5_vdd(tmp_path):
-    from farslip_ext.segmentation.converters import convert_dataset
+    from farslip_ext.ovss.converters import convert_dataset
 
     rng = np.random.default_rng(5)
     oem = tmp_path / "OpenEarthMap_wo_xBD"
@@ -187,7 +187,7 @@ def test_openearthmap_val_list_udd5_vdd(tmp_path):
 
 
 def test_bad_sources_are_clear_errors(tmp_path):
-    from farslip_ext.segmentation.converters import LabelFormatError, LabelRangeError, convert_dataset, validate_layout
+    from farslip_ext.ovss.converters import LabelFormatError, LabelRangeError, convert_dataset, validate_layout
 
     rng = np.random.default_rng(6)
     rel = tmp_path / "VDD"

@@ -1,6 +1,9 @@
-"""The eight benchmarks through the real mmseg pipeline and ``Runner.test()`` (IoUMetric), on fabricated
-datasets in each on-disk layout (ovss-protocol.md §2, §5). The returned mIoU is checked against an IoU
-computed independently (numpy loops) from the predictions IoUMetric saved and the labels we wrote."""
+"""The benchmarks and users' own configs through the real mmseg pipeline and every mmseg entry point
+(``Runner.test()``, ``init_model`` / ``inference_model`` / ``show_result_pyplot``, mmseg's test tool,
+``farslip ovss --config``), on fabricated datasets in each on-disk layout (ovss-protocol.md §2, §5). The
+mIoU is checked against an IoU computed independently (numpy loops) from the predictions IoUMetric saved
+and the labels we wrote; predictions are checked against the mmseg-free core on the same image, and the
+CLIP weights against the checkpoint file."""
 from __future__ import annotations
 
 import json
@@ -13,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from tests.helpers.ovss_fixtures import LAYOUTS, gt_for_metric, make_dataset, miou_percent, tiny_checkpoint
+from tests.helpers.ovss_fixtures import (LAYOUTS, LOVEDA_LINES, gt_for_metric, make_dataset, make_toy_dataset,
+                                        miou_percent, tiny_checkpoint, write_toy_plugin, write_user_config)
 
 SIZES = ((48, 64), (64, 48))  # two sizes in one batch of 2: the mixed-size path of the preprocessor
 FAST = dict(slide_crop=64, slide_stride=32, resize_long_side=96, num_workers=0, batch_size=2, device="cpu",
@@ -42,7 +47,7 @@ def test_eight_layouts_through_runner(tmp_path, ckpt):
     root = tmp_path / "data"
     data = {k: make_dataset(k, root, SIZES, seed=i) for i, k in enumerate(LAYOUTS)}
     work = tmp_path / "work"
-    res = run_ovss("farslip-test-tiny", str(ckpt), "all", root, work, save_predictions=True,
+    res = run_ovss("farslip-test-tiny", str(ckpt), list(LAYOUTS), root, work, save_predictions=True,
                    compare=["B/16:FarSLIP2"], **FAST)
     assert list(res) == ["OpenEarthMap", "LoveDA", "Potsdam", "Vaihingen", "UDD5", "VDD", "UAVid", "iSAID", "Mean"]
     distinct = 0
@@ -80,10 +85,12 @@ def test_plain_mmseg_config_in_a_fresh_process(tmp_path, ckpt):
         from mmengine.config import Config
         from mmengine.runner import Runner
         cfg = Config.fromfile({str(config_file('vdd'))!r})
-        cfg.model.update(model={str(ckpt)!r}, pretrained=None, slide_crop=64, slide_stride=32, device='cpu')
+        cfg.model.clip = dict(model={str(ckpt)!r})  # assignment: update() would merge into the base clip dict
+        cfg.model.update(slide_crop=64, slide_stride=32, device='cpu')
         cfg.test_dataloader.dataset.data_root = {str(d['root'])!r}
         cfg.test_dataloader.dataset.pipeline[1]['scale'] = (96, 96)
         cfg.test_dataloader.update(num_workers=0, persistent_workers=False)
+        cfg.custom_hooks = []  # without OVSSCheckHook the segmentor still checks the classes itself
         cfg.test_evaluator['output_dir'] = {str(tmp_path / 'work' / 'vdd' / 'predictions')!r}
         cfg.work_dir = {str(tmp_path / 'work')!r}
         cfg.log_level = 'WARNING'
@@ -101,9 +108,7 @@ def test_plain_mmseg_config_in_a_fresh_process(tmp_path, ckpt):
 
 def _break(kind: str, root: Path) -> tuple:
     """Make one dataset broken in one way; returns (dataset, overrides, exception type, message regex)."""
-    from farslip_ext.segmentation.benchmarks import DatasetNotFoundError
-    from farslip_ext.segmentation.classnames import ClassNamesError
-    from farslip_ext.segmentation.hooks import ClassCountMismatchError
+    from farslip_ext.ovss import ClassCountMismatchError, ClassNamesError, DatasetNotFoundError
     from farslip_ext.segmentation.transforms import ImageDecodeError, LabelFormatError
 
     if kind == "class_count":
@@ -174,3 +179,183 @@ def test_segearth_preset_and_cli(tmp_path, ckpt, capsys):
     assert "| Mean (1 datasets) |" in out
     rc = main(["ovss", "--model", str(ckpt), "--datasets", "potsdamm", "--data-root", str(root)])
     assert rc == 2 and "unknown OVSS dataset 'potsdamm'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ users' own configs
+@pytest.fixture(scope="module")
+def user_setup(tmp_path_factory, ckpt):
+    tmp = tmp_path_factory.mktemp("user-config")
+    d = make_dataset("loveda", tmp / "data", SIZES, seed=3)
+    other = tiny_checkpoint(tmp / "other.pt", seed=21)
+    cfg = write_user_config(tmp / "my_config.py", ckpt, d["root"])
+    return dict(tmp=tmp, data=d, cfg=cfg, other=other)
+
+
+def _core_labels(weights, image_path, long_side=96):
+    """The mmseg-free core on the same image (cv2 resize = mmcv's Resize): the independent prediction."""
+    from farslip_ext.ovss import build_predictor
+
+    pred = build_predictor(LOVEDA_LINES, clip=dict(model="farslip-test-tiny", pretrained=str(weights)), device="cpu",
+                           slide_crop=64, slide_stride=32, templates=["a photo of {c}.", "an aerial image of {c}."],
+                           text_cache=False, resize_long_side=long_side)
+    return pred.segment(np.asarray(Image.open(image_path).convert("RGB"))).labels
+
+
+def _saved(folder: Path, image_path: Path) -> np.ndarray:
+    return np.asarray(Image.open(folder / f"{image_path.stem}.png")).astype(np.int64) - 1  # reduce_zero_label: +1
+
+
+def test_hand_written_config_with_runner_init_model_and_inference(user_setup, ckpt, tmp_path):
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    from mmseg.apis import inference_model, init_model, show_result_pyplot
+
+    d = user_setup["data"]
+    weights = torch.load(ckpt, weights_only=True)
+    cfg = Config.fromfile(str(user_setup["cfg"]))
+    cfg.work_dir = str(tmp_path / "runner")
+    cfg.test_evaluator["output_dir"] = str(tmp_path / "runner" / "pred")
+    runner = Runner.from_cfg(cfg)
+    assert torch.equal(runner.model.clip.visual.conv1.weight, weights["visual.conv1.weight"])  # the file's weights
+    m = runner.test()
+    preds = [_saved(tmp_path / "runner" / "pred", ip) for ip in d["images"]]
+    gts = [gt_for_metric(lab, True) for lab in d["label_arrays"]]
+    assert m["mIoU"] == pytest.approx(miou_percent(preds, gts, 7), abs=0.006)
+    for p, ip in zip(preds, d["images"]):
+        assert np.array_equal(p, _core_labels(ckpt, ip))
+
+    # mmseg's init_model sets cfg.model.pretrained = None: the CLIP weights (clip.pretrained) stay the file's
+    model = init_model(str(user_setup["cfg"]), None, device="cpu")
+    assert torch.equal(model.clip.visual.conv1.weight, weights["visual.conv1.weight"])
+    result = inference_model(model, str(d["images"][0]))
+    assert tuple(result.pred_sem_seg.data.shape) == (1,) + d["label_arrays"][0].shape
+    assert np.array_equal(result.pred_sem_seg.data[0].numpy(), preds[0])
+    out = tmp_path / "vis.png"
+    show_result_pyplot(model, str(d["images"][0]), result, show=False, out_file=str(out), draw_gt=False)
+    assert out.is_file() and Image.open(out).size == (64, 48)
+    assert model.dataset_meta["classes"][:2] == ("background", "building")
+
+
+def test_mmseg_test_tool_loads_the_checkpoint_it_is_given(user_setup, ckpt, tmp_path):
+    """mmseg's own tools/test.py CONFIG CHECKPOINT: a bare CLIP checkpoint (another seed than the config's
+    clip.pretrained) is loaded into the segmentor's CLIP; the predictions are those of that checkpoint."""
+    import mmseg
+
+    tool = Path(mmseg.__file__).parent / ".mim" / "tools" / "test.py"
+    assert tool.is_file()
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    out = subprocess.run([sys.executable, str(tool), str(user_setup["cfg"]), str(user_setup["other"]), "--work-dir",
+                          str(tmp_path / "tool"), "--out", str(tmp_path / "tool" / "pred")],
+                         capture_output=True, text=True, timeout=300, env=env, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    differs = 0
+    for ip in user_setup["data"]["images"]:
+        got = _saved(tmp_path / "tool" / "pred", ip)
+        assert np.array_equal(got, _core_labels(user_setup["other"], ip))
+        differs += not np.array_equal(got, _core_labels(ckpt, ip))
+    assert differs  # the config's own weights would have given other labels: the checkpoint was used
+
+
+def test_farslip_ovss_runs_a_user_config(user_setup, ckpt, tmp_path, capsys):
+    from farslip_ext.cli import main
+
+    d = user_setup["data"]
+    work = tmp_path / "work"
+    rc = main(["ovss", "--config", str(user_setup["cfg"]), "--work-dir", str(work), "--save-predictions",
+               "--cfg-options", f"model.clip.pretrained={user_setup['other']}"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    report = json.loads((work / "ovss_results.json").read_text())
+    preds = [_saved(work / "my_config" / "predictions", ip) for ip in d["images"]]
+    for p, ip in zip(preds, d["images"]):  # --cfg-options reached the CLIP
+        assert np.array_equal(p, _core_labels(user_setup["other"], ip))
+    gts = [gt_for_metric(lab, True) for lab in d["label_arrays"]]
+    assert report["miou"]["my_config"] == pytest.approx(miou_percent(preds, gts, 7), abs=0.006)
+    assert report["configs"]["my_config"] == str(user_setup["cfg"])
+    assert captured.out.startswith("# OVSS mIoU (%)") and f"| my_config | {report['miou']['my_config']:.2f} |" in \
+        captured.out
+    assert "Config:" not in captured.out + captured.err and "prefix is not set" not in captured.out + captured.err
+
+
+def test_class_file_mismatch_fails_before_the_first_image_in_any_config(user_setup, tmp_path, capsys):
+    """A from-scratch config (no OVSSCheckHook) with one class too few: Runner.test() fails in the segmentor
+    before anything is segmented; `farslip ovss --config` reports it as one line."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from farslip_ext.cli import main
+    from farslip_ext.ovss import ClassCountMismatchError
+
+    bad = write_user_config(tmp_path / "six.py", user_setup["other"], user_setup["data"]["root"], LOVEDA_LINES[:6])
+    cfg = Config.fromfile(str(bad))
+    cfg.work_dir = str(tmp_path / "w")
+    runner = Runner.from_cfg(cfg)
+    assert not any(type(h).__name__ == "OVSSCheckHook" for h in runner.hooks)
+    calls = []
+    real = runner.model.ovss.slide_inference
+    runner.model.ovss.slide_inference = lambda *a, **k: calls.append(1) or real(*a, **k)
+    with pytest.raises(ClassCountMismatchError, match=r"has 6 classes but the dataset of this test run has 7"):
+        runner.test()
+    assert calls == []  # nothing was segmented
+    rc = main(["ovss", "--config", str(bad), "--work-dir", str(tmp_path / "w2")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "has 6 classes but LoveDADataset has 7" in err
+
+
+def test_a_benchmark_from_a_plugin(tmp_path, ckpt, capsys):
+    """A benchmark the paper does not have: one config + one class file, registered through the plugin hooks;
+    it runs with `farslip ovss --datasets` like a shipped one and joins the report."""
+    from farslip_ext import hookimpl
+    from farslip_ext.cli import main
+    from farslip_ext.ovss import get_benchmark, list_benchmarks, preset_settings
+    from farslip_ext.plugins import get_plugin_manager
+
+    configs, classnames = write_toy_plugin(tmp_path / "plugin")
+
+    class ToyPlugin:
+        @hookimpl
+        def farslip_ovss_config_paths(self):
+            return [str(configs)]
+
+        @hookimpl
+        def farslip_classname_paths(self):
+            return [str(classnames)]
+
+    pm = get_plugin_manager()
+    pm.register(ToyPlugin(), name="toy-plugin")
+    try:
+        keys = [b.key for b in list_benchmarks()]
+        assert keys[-1] == "toyland" and "loveda" in keys  # after the paper's, which keep their order
+        b = get_benchmark("Toyland")
+        assert b.num_classes == 3 and b.batch_size == 2 and b.dataset_type == "BaseSegDataset"
+        assert preset_settings("segearth", "toyland")["prob_thd"] == 0.2
+        d = make_toy_dataset(tmp_path / "data")
+        work = tmp_path / "work"
+        rc = main(["ovss", "--model", str(ckpt), "--datasets", "toyland", "--data-root", str(tmp_path / "data"),
+                   "--work-dir", str(work), "--device", "cpu", "--resize-long-side", "96", "--save-predictions",
+                   "--set", "slide_crop=64", "--set", "slide_stride=32", "--compare", "B/16:FarSLIP2"])
+        out = capsys.readouterr().out
+        assert rc == 0
+        report = json.loads((work / "ovss_results.json").read_text())
+        preds = [np.asarray(Image.open(work / "toyland" / "predictions" / f"{ip.stem}.png")).astype(np.int64)
+                 for ip in d["images"]]
+        assert report["miou"]["Toyland"] == pytest.approx(miou_percent(preds, d["label_arrays"], 3), abs=0.006)
+        assert f"| Toyland | {report['miou']['Toyland']:.2f} | — | — |" in out  # not in the published table
+    finally:
+        pm.unregister(name="toy-plugin")
+    assert "toyland" not in [b.key for b in list_benchmarks()]
+
+
+def test_run_ovss_takes_a_loaded_model(tmp_path, ckpt):
+    """A caller that has a model loaded (a leaderboard) passes it; the numbers are those of the same weights
+    given as a path, and the report names the model."""
+    import farslip_ext
+    from farslip_ext.segmentation import run_ovss
+
+    root = tmp_path / "data"
+    make_dataset("vdd", root, SIZES, seed=4)
+    lm = farslip_ext.load(str(ckpt))
+    by_model = run_ovss(lm, datasets="vdd", data_root=root, work_dir=tmp_path / "a", **FAST)
+    by_path = run_ovss("farslip-test-tiny", str(ckpt), datasets="vdd", data_root=root, work_dir=tmp_path / "b", **FAST)
+    assert by_model == by_path
+    assert json.loads((tmp_path / "a" / "ovss_results.json").read_text())["model"] == lm.source

@@ -1,4 +1,4 @@
-"""FarSLIPSeg maths against independent computations (ovss-protocol.md §1.5, §1.6).
+"""FarSLIPSeg / the OVSS core's maths against independent computations (ovss-protocol.md §1.5, §1.6, §2.2).
 
 The expected values come from explicit loops: the §1.6 window formula written out, per-window
 ``dense_forward`` calls (the #3 backbone, tested in test_dense.py), numpy bilinear resizes, a numpy
@@ -16,7 +16,7 @@ import farslip_ext
 from farslip_ext.models import dense_forward
 from tests.helpers.ovss_fixtures import blocky_image, np_resize_bilinear, tiny_checkpoint
 
-MEAN = np.array([122.771, 116.746, 104.094])
+MEAN = np.array([122.771, 116.746, 104.094])  # RS-OVSS's constants (ovss-protocol.md §2.2)
 STD = np.array([68.501, 66.632, 70.323])
 LINES = ["grass,lawn", "road", "building,roof,house", "water"]
 
@@ -37,7 +37,7 @@ def ref_model(ckpt):
 def _seg(ckpt, **kw):
     from farslip_ext.segmentation import FarSLIPSeg
 
-    args = dict(model=str(ckpt), class_names=LINES, slide_crop=64, slide_stride=32, device="cpu")
+    args = dict(clip=str(ckpt), class_names=LINES, slide_crop=64, slide_stride=32, device="cpu")
     args.update(kw)
     return FarSLIPSeg(**args)
 
@@ -171,7 +171,7 @@ def test_cls_bias_threshold_and_background(ckpt, ref_model):
 def test_window_logits_cls_term(ckpt, ref_model):
     seg = _seg(ckpt, cls_token_lambda=0.7)
     x = _image(64, 64, 4)[None]
-    got = seg._window_logits(x)[0].numpy()
+    got = seg.ovss.window_logits(x)[0].numpy()
     T = _text(ref_model, [n for line in LINES for n in line.split(",")])
     with torch.no_grad():
         out = dense_forward(ref_model[0], x, "SegEarth", return_image_embed=False)
@@ -210,20 +210,21 @@ def test_postprocess_synonym_merge_threshold_by_hand(ckpt):
 
 
 def test_windows_formula_and_batching(ckpt, monkeypatch):
-    from farslip_ext.segmentation import segmentor as S
+    from farslip_ext.ovss import predictor as P
+    from farslip_ext.ovss import windows as S
 
     # hand-worked: 72x96, crop 64, stride 32 -> 2x2 windows, the second row snapped to rows 8..72
     assert S.slide_windows(72, 96, 64, 32) == [(0, 64, 0, 64), (0, 64, 32, 96), (8, 72, 0, 64), (8, 72, 32, 96)]
     assert S.slide_windows(40, 88, 64, 32) == [(0, 40, 0, 64), (0, 40, 24, 88)]
     assert S.slide_windows(448, 448, 224, 112) == [(y, y + 224, x, x + 224) for y in (0, 112, 224) for x in (0, 112, 224)]
     calls = []
-    real = S.dense_forward
+    real = P.dense_forward
 
     def spy(model, images, *a, **k):
         calls.append(tuple(images.shape))
         return real(model, images, *a, **k)
 
-    monkeypatch.setattr(S, "dense_forward", spy)
+    monkeypatch.setattr(P, "dense_forward", spy)
     a, b = _image(72, 96, 0), _image(40, 88, 1)
     seg = _seg(ckpt)
     joint = seg.predict([a, b])
@@ -258,7 +259,7 @@ def test_whole_image_mode_forward_modes_and_loss(ckpt):
 def test_in_model_resize_follows_mmcv(ckpt):
     import mmcv
 
-    from farslip_ext.segmentation.segmentor import _rescale_long_side
+    from farslip_ext.ovss.windows import rescale_long_side as _rescale_long_side
 
     for h, w in [(48, 64), (50, 70), (1080, 1280), (300, 300)]:
         nw, nh = mmcv.rescale_size((w, h), (448, 448))
@@ -278,17 +279,23 @@ def test_preprocessor_mixed_sizes_and_stats(ckpt):
     out = pp(dict(inputs=[a, b], data_samples=[SegDataSample(), SegDataSample()]), False)
     assert isinstance(out["inputs"], list) and [t.shape[-2] for t in out["inputs"]] == [8, 6]
     exp = (a.flip(0).double() - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
-    torch.testing.assert_close(out["inputs"][0].double(), exp, atol=1e-4, rtol=0)
+    torch.testing.assert_close(out["inputs"][0].double(), exp, atol=1e-5, rtol=0)
+    # bit for bit what the reference's SegDataPreProcessor(mean=[122.771, ...], std=[68.501, ...]) computes
+    from mmseg.models.data_preprocessor import SegDataPreProcessor
+
+    ref = SegDataPreProcessor(mean=MEAN.tolist(), std=STD.tolist(), bgr_to_rgb=True)
+    want = ref(dict(inputs=[a], data_samples=[SegDataSample()]), False)["inputs"][0]
+    assert torch.equal(out["inputs"][0], want)
     out = pp(dict(inputs=[a, a.clone()], data_samples=[SegDataSample(), SegDataSample()]), False)
     assert out["inputs"].shape == (2, 3, 8, 10)
 
 
 def test_text_embeddings_cached_in_memory_and_on_disk(ckpt, ref_model, farslip_cache, monkeypatch):
-    from farslip_ext.segmentation import text_cache
+    from farslip_ext.ovss import text as text_cache
 
     text_cache.clear_memory_cache()
     lm = farslip_ext.load(str(ckpt))  # one model shared explicitly by the segmentors below
-    seg = _seg(ckpt, model=lm, class_names=["pond,lake", "forest"])
+    seg = _seg(ckpt, clip=lm, class_names=["pond,lake", "forest"])
     files = list((farslip_cache / "text_embeddings").glob("*.pt"))
     assert len(files) == 1
     np.testing.assert_allclose(seg.query_features.numpy(), _text(ref_model, ["pond", "lake", "forest"]), atol=1e-5)
@@ -297,8 +304,8 @@ def test_text_embeddings_cached_in_memory_and_on_disk(ckpt, ref_model, farslip_c
         raise AssertionError("text tower must not run on a cache hit")
 
     text_cache.clear_memory_cache()  # a new process: only the disk cache is left
-    monkeypatch.setattr(seg.clip, "encode_text", boom)
-    again = _seg(ckpt, model=lm, class_names=["pond,lake", "forest"])
+    monkeypatch.setattr(text_cache, "compute_text_embeddings", boom)
+    again = _seg(ckpt, clip=lm, class_names=["pond,lake", "forest"])
     torch.testing.assert_close(again.query_features, seg.query_features)
     # different weights -> different key -> recomputed (and here: the spy fires)
     w = seg.clip.token_embedding.weight
@@ -307,7 +314,7 @@ def test_text_embeddings_cached_in_memory_and_on_disk(ckpt, ref_model, farslip_c
         with torch.no_grad():
             w.add_(0.1)
         with pytest.raises(AssertionError, match="must not run"):
-            _seg(ckpt, model=lm, class_names=["pond,lake", "forest"])
+            _seg(ckpt, clip=lm, class_names=["pond,lake", "forest"])
     finally:
         with torch.no_grad():
             w.copy_(orig)
@@ -323,7 +330,7 @@ def test_settings_errors(ckpt):
     with pytest.raises(ValueError, match="bg_idx=4 is not a class index"):
         _seg(ckpt, bg_idx=4)
     with pytest.raises(ValueError, match="unknown OpenCLIP model 'farslip-vitb61'.*did you mean"):
-        _seg(ckpt, model="farslip-vitb61")
+        _seg(ckpt, clip=dict(model="farslip-vitb61", pretrained="s2"))
     with pytest.raises(ValueError, match="pass class_names or name_path"):
         _seg(ckpt, name_path=["a"])
     with pytest.raises(KeyError, match="unknown prompt templates 'imagenet80'"):
@@ -335,7 +342,7 @@ def test_explicit_device_is_kept_and_model_is_shared(ckpt):
     assert seg.to(torch.device("cuda", 0)) is seg  # Runner-style move: an explicit device='cpu' wins
     assert seg.device.type == "cpu" and next(seg.clip.parameters()).device.type == "cpu"
     lm = farslip_ext.load(str(ckpt))
-    assert _seg(ckpt, model=lm).clip is _seg(ckpt, model=lm).clip is lm.model  # shared explicitly
+    assert _seg(ckpt, clip=lm).clip is _seg(ckpt, clip=lm).clip is lm.model  # shared explicitly
     assert _seg(ckpt).clip is not seg.clip  # no hidden cache: a string source loads its own model
     assert _seg(ckpt, templates=["a photo of {}.", "an aerial image of {c}"]).templates[0]("x") == "a photo of x."
 
@@ -349,10 +356,112 @@ def test_local_dir_model_and_low_precision(ckpt, ref_model, tmp_path):
     x = _image(72, 96, 8)[None]
     few = dict(templates=["a satellite photo of {c}."])
     ref = _seg(ckpt, **few).predict(x.clone())[0]
-    via_dir = _seg(ckpt, model=f"local-dir:{folder}", **few).predict(x.clone())[0]
+    via_dir = _seg(ckpt, clip=f"local-dir:{folder}", **few).predict(x.clone())[0]
     torch.testing.assert_close(via_dir.seg_logits.data, ref.seg_logits.data, atol=1e-5, rtol=0)
     half = _seg(ckpt, precision="fp16", **few)
     assert half.clip.visual.conv1.weight.dtype == torch.float16
     low = half.predict(x.clone())[0]
     assert (low.seg_logits.data - ref.seg_logits.data).abs().max() < 0.1
     assert (low.pred_sem_seg.data == ref.pred_sem_seg.data).float().mean() > 0.9
+
+
+# ------------------------------------------------------------------------------------ normalisation
+def test_normalisation_constants_are_the_references_and_their_size():
+    """norm_decimals=3 gives RS-OVSS's constants exactly; the unrounded stats differ by < 1.5e-5 in
+    normalised units (measured over every 8-bit value)."""
+    from farslip_ext.ovss import normalization_stats
+
+    net = open_clip.create_model("farslip-test-tiny")
+    mean, std = normalization_stats(net, 3)
+    assert mean == tuple(MEAN) and std == tuple(STD)  # the same Python floats as the literals
+    emean, estd = normalization_stats(net, None)
+    np.testing.assert_allclose(emean, np.array(open_clip.OPENAI_DATASET_MEAN) * 255, rtol=0, atol=1e-9)
+    x = np.arange(256.0)[:, None]
+    diff = np.abs((x - np.array(emean)) / np.array(estd) - (x - MEAN) / STD).max()
+    assert 1e-5 < diff < 1.5e-5
+
+
+# ------------------------------------------------------------------------------------------ arrays
+def test_segment_array_is_predict_and_resizes_like_mmcv(ckpt):
+    """OVSSPredictor.segment on a uint8 RGB array = FarSLIPSeg.predict on the same (normalised) input; with
+    resize_long_side the array is resized exactly as mmcv's Resize (cv2 bilinear on uint8) resizes it."""
+    import mmcv
+
+    from farslip_ext.ovss import build_predictor
+
+    rgb = blocky_image(50, 70, np.random.default_rng(9))
+    few = dict(templates=["a satellite photo of {c}."], text_cache=False)
+    seg = _seg(ckpt, **few)
+    pred = build_predictor(";".join(LINES), clip=str(ckpt), device="cpu", slide_crop=64, slide_stride=32,
+                           resize_long_side=None, **few)
+    res = pred.segment(rgb)
+    x = torch.from_numpy(((rgb.astype(np.float64) - MEAN) / STD).transpose(2, 0, 1)).float()
+    ds = seg.predict(x[None])[0]
+    np.testing.assert_allclose(res.probs, ds.seg_logits.data.numpy(), atol=1e-5)
+    assert np.array_equal(res.labels, ds.pred_sem_seg.data[0].numpy())
+    np.testing.assert_allclose(res.top, ds.seg_logits.data.numpy().max(0), atol=1e-5)
+
+    big = build_predictor(";".join(LINES), clip=str(ckpt), device="cpu", slide_crop=64, slide_stride=32,
+                          resize_long_side=96, **few)
+    from farslip_ext.ovss.predictor import _cv2_resize
+
+    want = mmcv.imrescale(rgb, (96, 96), interpolation="bilinear")
+    assert want.shape == (69, 96, 3) and np.array_equal(_cv2_resize(rgb, 69, 96, nearest=False), want)
+    out = big.segment(rgb)
+    xr = torch.from_numpy(((want.astype(np.float64) - MEAN) / STD).transpose(2, 0, 1)).float()
+    from mmseg.structures import SegDataSample
+
+    ds = seg.predict(xr[None], [SegDataSample(metainfo=dict(ori_shape=(50, 70), img_shape=(69, 96)))])[0]
+    assert out.labels.shape == (50, 70)
+    np.testing.assert_allclose(out.probs, ds.seg_logits.data.numpy(), atol=1e-5)
+
+
+# ------------------------------------------------------------------------------- mmseg arguments
+def test_mmseg_arguments_and_the_clip_weights_argument(ckpt, tmp_path):
+    from farslip_ext.errors import ConfigError
+
+    seg = _seg(ckpt, train_cfg=dict(), test_cfg=dict(mode="slide", crop_size=(48, 48), stride=(24, 24)),
+               init_cfg=None, pretrained=None)
+    assert seg.slide_crop == (48, 48) and seg.slide_stride == (24, 24)
+    assert _seg(ckpt, test_cfg=dict(mode="whole")).slide_crop == (0, 0)
+    with pytest.raises(ConfigError, match=r"test_cfg keys \['size_divisor'\] are not supported"):
+        _seg(ckpt, test_cfg=dict(mode="slide", size_divisor=32))
+    # mmseg's reserved `pretrained` is the CLIP's weights when given, and can never replace them silently
+    other = tiny_checkpoint(tmp_path / "other.pt", seed=11)
+    via_key = _seg(ckpt, clip=dict(model="farslip-test-tiny"), pretrained=str(other))
+    sd = torch.load(other, weights_only=True)
+    assert torch.equal(via_key.clip.visual.conv1.weight, sd["visual.conv1.weight"])
+    with pytest.raises(ConfigError, match=r"pretrained='s1' and clip.pretrained=.*drop the top-level 'pretrained'"):
+        _seg(ckpt, clip=dict(model="farslip-test-tiny", pretrained=str(other)), pretrained="s1")
+    with pytest.raises(ConfigError, match=r"clip model 'farslip-test-tiny' has no weights.*pretrained='random'.*"
+                                          r"init_model"):
+        _seg(ckpt, clip=dict(model="farslip-test-tiny"))
+    rnd = _seg(ckpt, clip=dict(model="farslip-test-tiny", pretrained="random"))  # on purpose only
+    assert "random weights" in rnd.ovss.model_desc
+    assert _seg(ckpt, clip=None, model=str(ckpt)).clip is not None  # the old name of clip=
+
+
+def test_checkpoints_load_into_the_clip_and_refresh_the_text(ckpt, tmp_path):
+    """A segmentor's own state dict, an older FarSLIPSeg's ``clip.*`` keys and a bare CLIP checkpoint in a
+    training container (``module.`` prefixes, via mmengine's loader) all end up as the CLIP's weights, and
+    the text embeddings follow them."""
+    from mmengine.runner import load_checkpoint
+
+    other = tiny_checkpoint(tmp_path / "other.pt", seed=11)
+    a, b = _seg(ckpt), _seg(ckpt, clip=str(other))
+    assert not torch.equal(a.clip.visual.conv1.weight, b.clip.visual.conv1.weight)
+    x = _image(64, 64, 3)[None]
+    want = a.predict(x.clone())[0].seg_logits.data
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(b.clip.visual.conv1.weight, a.clip.visual.conv1.weight)
+    torch.testing.assert_close(b.query_features, a.query_features)
+    torch.testing.assert_close(b.predict(x.clone())[0].seg_logits.data, want)
+    c = _seg(ckpt, clip=str(other))
+    c.load_state_dict({f"clip.{k[len('ovss.clip.'):]}": v for k, v in a.state_dict().items()})
+    torch.testing.assert_close(c.query_features, a.query_features)
+    d = _seg(ckpt, clip=str(other))
+    raw = torch.load(ckpt, weights_only=True)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in raw.items()}}, tmp_path / "container.pt")
+    load_checkpoint(d, str(tmp_path / "container.pt"), map_location="cpu", strict=True)
+    assert torch.equal(d.clip.token_embedding.weight, raw["token_embedding.weight"])
+    torch.testing.assert_close(d.predict(x.clone())[0].seg_logits.data, want)

@@ -1,4 +1,4 @@
-"""Converters from each benchmark's official release to the evaluated layout (ovss-protocol.md §5, §6).
+"""Converters from each benchmark's official release to the evaluated layout (docs/reference/ovss-protocol.md#5-dataset-layouts-on-disk).
 
 Every label is written as a single-channel PIL ``'L'`` image, read back and compared, and its values
 are checked against the dataset's label set. This is the fix for the most common SegEarth-OV
@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image
 
 from farslip_ext.errors import LabelFormatError
-from farslip_ext.segmentation.benchmarks import BENCHMARKS, Benchmark, get_benchmark
+from farslip_ext.ovss.benchmarks import Benchmark, find_dataset_root, get_benchmark
 
 __all__ = [
     "LabelRangeError",
@@ -297,9 +297,9 @@ def _prepare_out(bench: Benchmark, data_root: PathLike, overwrite: bool) -> Tupl
 def _progress(items: Sequence, desc: str, enabled: bool):
     if not enabled:
         return items
-    from tqdm.auto import tqdm
+    from farslip_ext.logs import progress
 
-    return tqdm(items, desc=desc, unit="file")
+    return progress(items, desc=desc, unit="file")
 
 
 def _count(report: ConversionReport, arr: np.ndarray) -> None:
@@ -328,7 +328,7 @@ def convert_openearthmap(src: PathLike, data_root: PathLike, *, overwrite: bool 
                          split_file: Optional[PathLike] = None) -> ConversionReport:
     """OpenEarthMap (without xBD): the files listed in ``val.txt``, images copied, labels checked (0..8)
     and written as ``'L'`` TIFFs."""
-    bench = BENCHMARKS["openearthmap"]
+    bench = get_benchmark("openearthmap")
     with _source_roots(src) as roots:
         lists = [Path(split_file)] if split_file else _rglob(roots, "val.txt")
         _need(lists, "val.txt", src, bench)
@@ -358,7 +358,7 @@ def convert_openearthmap(src: PathLike, data_root: PathLike, *, overwrite: bool 
 def convert_loveda(src: PathLike, data_root: PathLike, *, overwrite: bool = False, progress: bool = True
                    ) -> ConversionReport:
     """LoveDA val (Rural + Urban): images copied, labels checked (0..7) and written as ``'L'`` PNGs."""
-    bench = BENCHMARKS["loveda"]
+    bench = get_benchmark("loveda")
     with _source_roots(src) as roots:
         img_dirs = [d for d in _rglob(roots, "images_png") if d.is_dir() and d.parent.parent.name.lower() == "val"]
         _need(img_dirs, "Val/<Rural|Urban>/images_png folders", src, bench)
@@ -403,7 +403,7 @@ def _isprs_tiles(report: ConversionReport, bench: Benchmark, img: np.ndarray, la
 def convert_potsdam(src: PathLike, data_root: PathLike, *, overwrite: bool = False, progress: bool = True,
                     clip_size: int = 512, val_tiles: Sequence[str] = POTSDAM_VAL_TILES) -> ConversionReport:
     """ISPRS Potsdam val: ``2_Ortho_RGB`` + ``5_Labels_all_noBoundary`` colour labels → 512 crops, 0..6 labels."""
-    bench = BENCHMARKS["potsdam"]
+    bench = get_benchmark("potsdam")
     rx = re.compile(r"top_potsdam_(\d+)_(\d+)_RGB\.tif$")
     lx = re.compile(r"top_potsdam_(\d+)_(\d+)_label_noBoundary\.tif$")
     with _source_roots(src) as roots:
@@ -423,7 +423,7 @@ def convert_potsdam(src: PathLike, data_root: PathLike, *, overwrite: bool = Fal
 def convert_vaihingen(src: PathLike, data_root: PathLike, *, overwrite: bool = False, progress: bool = True,
                       clip_size: int = 512, val_areas: Sequence[str] = VAIHINGEN_VAL_AREAS) -> ConversionReport:
     """ISPRS Vaihingen val: ``top/`` IRRG images + eroded ``*_noBoundary.tif`` labels → 512 crops, 0..6 labels."""
-    bench = BENCHMARKS["vaihingen"]
+    bench = get_benchmark("vaihingen")
     rx = re.compile(r"top_mosaic_09cm_(area\d+)\.tif$")
     lx = re.compile(r"top_mosaic_09cm_(area\d+)_noBoundary\.tif$")
     with _source_roots(src) as roots:
@@ -481,7 +481,7 @@ def convert_uavid(src: PathLike, data_root: PathLike, *, overwrite: bool = False
                   ) -> ConversionReport:
     """UAVid ``test_gt``: ``<seq>/Images`` + colour ``<seq>/Labels`` → 1280×1080 crops named
     ``<seq>_<frame>_<y0>_<y1>_<x0>_<x1>.png``; moving car merged into car (3), padding 255."""
-    bench = BENCHMARKS["uavid"]
+    bench = get_benchmark("uavid")
     with _source_roots(src) as roots:
         pairs = []
         for d in _prefer_split(_rglob(roots, "Labels"), split):
@@ -508,7 +508,7 @@ def convert_isaid(src: PathLike, data_root: PathLike, *, overwrite: bool = False
                   patch: int = 896, overlap: int = 384, split: str = "val") -> ConversionReport:
     """iSAID val: DOTA images + ``Semantic_masks`` colour masks → 896 crops with overlap 384, labels 0..15,
     padding 255, named ``P<id>_<y0>_<y1>_<x0>_<x1>[_instance_color_RGB].png``."""
-    bench = BENCHMARKS["isaid"]
+    bench = get_benchmark("isaid")
     ix = re.compile(r"^(P\d+)\.png$")
     lx = re.compile(r"^(P\d+)_instance_color_RGB\.png$")
     with _source_roots(src) as roots:
@@ -534,7 +534,7 @@ def convert_isaid(src: PathLike, data_root: PathLike, *, overwrite: bool = False
 
 def _convert_src_gt(key: str, split: str, src: PathLike, data_root: PathLike, overwrite: bool, progress: bool
                     ) -> ConversionReport:
-    bench = BENCHMARKS[key]
+    bench = get_benchmark(key)
     with _source_roots(src) as roots:
         cands = [d for d in _rglob(roots, "gt") if d.is_dir() and (d.parent / "src").is_dir()
                  and (d.parent.name.lower() == split or len(roots) == 1 and d.parent == Path(src))]
@@ -598,6 +598,10 @@ def convert_dataset(dataset: str, src: PathLike, data_root: PathLike, *, overwri
                     progress: bool = True, validate: bool = True, **kwargs) -> ConversionReport:
     """Convert ``dataset``'s official release at ``src`` into ``data_root`` and validate the result."""
     bench = get_benchmark(dataset)
+    if bench.key not in CONVERTERS:
+        raise ValueError(f"{bench.name} ({bench.config_file}) has no converter; farslip ovss-convert knows "
+                         f"{sorted(CONVERTERS)}. Prepare the layout its config expects and check it with "
+                         f"`farslip ovss-check --datasets {bench.key}`.")
     report = CONVERTERS[bench.key](src, data_root, overwrite=overwrite, progress=progress, **kwargs)
     if validate:
         validate_layout(bench.key, data_root, progress=progress)
@@ -610,8 +614,6 @@ def validate_layout(dataset: str, data_root: PathLike, *, check_labels: bool = T
     """Check an evaluated layout: folders, one label per image, labels single-channel ``'L'`` (or
     ``'P'``/grey, which decode to indices) of the image's size with values in the dataset's label set.
     Returns ``{"images": n, "labels_checked": m}``; raises with the file and the fix otherwise."""
-    from farslip_ext.segmentation.benchmarks import find_dataset_root
-
     bench = get_benchmark(dataset)
     root = find_dataset_root(bench, data_root)
     img_dir, ann_dir = root / bench.img_dir, root / bench.ann_dir
@@ -619,23 +621,23 @@ def validate_layout(dataset: str, data_root: PathLike, *, check_labels: bool = T
     if not images:
         others = sorted({p.suffix for p in img_dir.rglob("*") if p.is_file()})
         raise FileNotFoundError(f"{bench.name}: no '*{bench.img_suffix}' images in {img_dir} (found suffixes {others}; "
-                                f"the suffix is case-sensitive). Re-create the folder with `{bench.converter_command()}`")
+                                f"the suffix is case-sensitive). Re-create the folder with {bench.converter_command()}")
     checked = 0
     todo = images if limit is None else images[:limit]
     for ip in _progress(todo, f"check {bench.name}", progress):
         rel = ip.relative_to(img_dir)
         lp = ann_dir / rel.parent / (ip.name[: -len(bench.img_suffix)] + bench.seg_map_suffix)
         if not lp.is_file():
-            raise FileNotFoundError(f"{bench.name}: image {ip} has no label {lp}; re-run `{bench.converter_command()}`")
+            raise FileNotFoundError(f"{bench.name}: image {ip} has no label {lp}; re-run {bench.converter_command()}")
         if check_labels:
             with Image.open(lp) as im:
                 mode, size = im.mode, im.size
             if mode not in ("L", "P"):
                 raise LabelFormatError(f"{bench.name}: label {lp} is a {mode!r} image; labels must be single-channel "
-                                       f"'L' index images. Re-create them with `{bench.converter_command()}`")
+                                       f"'L' index images. Re-create them with {bench.converter_command()}")
             lab = read_index_label(lp)
             check_label_values(lab, bench.raw_label_values, lp,
-                               fix=f"Re-create the labels with `{bench.converter_command()}`.")
+                               fix=f"Re-create the labels with {bench.converter_command()}.")
             with Image.open(ip) as im:
                 isize = im.size
             if isize != size:
