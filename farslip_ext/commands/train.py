@@ -13,6 +13,8 @@ def _run(args: argparse.Namespace) -> int:
         options["train.work_dir"] = args.work_dir
     if args.resume:
         options["train.resume"] = args.resume
+    if args.resume_allow_changes:
+        options["train.resume_allow_changes"] = list(args.resume_allow_changes)
     cfg = load_config(args.config, options)
     if args.print_config:
         print(describe_config(cfg))
@@ -38,6 +40,9 @@ def register(sub) -> None:
                    help="override any config value, e.g. optim.lr=1e-5 data.batch_size=64 task.losses.distill.weight=0.2")
     s.add_argument("--work-dir", default=None, help="shortcut for train.work_dir")
     s.add_argument("--resume", default=None, help="'auto' (default: latest in work_dir), 'none' or a checkpoint path")
+    s.add_argument("--resume-allow-changes", nargs="+", default=None, metavar="KEY",
+                   help="resume although these config keys (or prefixes, e.g. data.batch_size, data, task, world_size) "
+                        "differ from the checkpoint's; the resume is then not exact (docs/training.md)")
     s.add_argument("--print-config", action="store_true",
                    help="print the resolved config (defaults < CONFIG < --cfg-options) with every component's "
                         "defaults filled in — every key --cfg-options can set — and exit without training")

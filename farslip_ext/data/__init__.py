@@ -1,4 +1,4 @@
-"""FarSLIP data: transforms, datasets, collate and synthetic data (farslip-method.md §1.1, §2.1, §3).
+"""FarSLIP data: transforms, datasets, collate and synthetic data (docs/reference/method.md §1.1, §2.1, §3).
 
 Importing this package registers the transforms (``SAMPLE_TRANSFORMS``: ``MultiCropTransform``,
 ``Stage2TrainTransform``, ``SquashTransform``, ``EvalTransform``, ``RegionCropper``,

@@ -1,7 +1,7 @@
 """The batch contract: what a training dataset yields and what the training task reads (one place).
 
 A *sample* is one dataset item (a dict); the collate (:class:`~farslip_ext.data.collate.FarSLIPCollate`)
-stacks samples into a *batch*. Both use the reference's key names (farslip-method.md §1.1, §2.1). Every
+stacks samples into a *batch*. Both use the reference's key names (docs/reference/method.md §1.1, §2.1). Every
 key is optional in the type (a stage-1 batch has no ``boxes``); which keys a run needs follows from
 its losses (``farslip_ext.train.features``), and :func:`check_batch` names the missing ones.
 
@@ -9,10 +9,10 @@ its losses (``farslip_ext.train.features``), and :func:`check_batch` names the m
 key                       batch shape          meaning
 ========================  ===================  ==================================================================
 ``global_image``          (B, 3, S, S) float   the whole image, normalised (stage 1: squash; stage 2: + jitter)
-``global_text``           (B, L) int64         caption tokens, L = 77 (or 248 for the LongCLIP tower, §2.5)
-``subset_images``         (B, K, 3, S, S)      stage-1 random crops (§1.1)
+``global_text``           (B, L) int64         caption tokens, L = 77 (or 248 for the LongCLIP tower, docs/reference/method.md §2.5)
+``subset_images``         (B, K, 3, S, S)      stage-1 random crops (docs/reference/method.md §1.1)
 ``subset_boxes``          (B, K, 5) float      their ``[x1/W, y1/H, x2/W, y2/H, 1]`` on the original image
-``local_images``          (B, K, 3, S, S)      stage-2 object crops; padding rows are zeros (§2.1)
+``local_images``          (B, K, 3, S, S)      stage-2 object crops; padding rows are zeros (docs/reference/method.md §2.1)
 ``local_texts``           (B, K, L) int64      region prompt ``"a satellite image of {category}"`` or the free
                                                ``cap``; padding rows are zero tokens
 ``local_categories``      (B, K) int64         category id; -1 for padding and for ``cap`` regions
@@ -66,11 +66,11 @@ class Sample(TypedDict, total=False):
 
 #: Every key of the contract, in the table's order.
 BATCH_KEYS: Tuple[str, ...] = tuple(Batch.__annotations__)
-#: Keys a stage-1 (RS5M, multi-crop) batch carries (§1.1).
+#: Keys a stage-1 (RS5M, multi-crop) batch carries (docs/reference/method.md §1.1).
 STAGE1_KEYS = ("global_image", "global_text", "subset_images", "subset_boxes")
-#: Keys a stage-2 (MGRS-200k) batch carries (§2.1).
+#: Keys a stage-2 (MGRS-200k) batch carries (docs/reference/method.md §2.1).
 STAGE2_KEYS = ("global_image", "global_text", "boxes", "local_images", "local_texts", "local_categories")
-#: Keys of an image-text pair batch (SkyScript CSVs, §3.3).
+#: Keys of an image-text pair batch (SkyScript CSVs, docs/reference/method.md §3.3).
 PAIR_KEYS = ("global_image", "global_text")
 
 

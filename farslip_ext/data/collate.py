@@ -1,4 +1,4 @@
-"""Tokenizers and the batch collate of the FarSLIP data pipelines (farslip-method.md §1.1, §2.1, §2.5).
+"""Tokenizers and the batch collate of the FarSLIP data pipelines (docs/reference/method.md §1.1, §2.1, §2.5).
 
 The batch keys and their shapes are the contract in :mod:`farslip_ext.data.batch` (``Batch``).
 Any other key is stacked when it holds tensors, turned into a tensor when it holds numbers, and
@@ -37,7 +37,7 @@ _TEXT_KEYS = ("global_text",)
 
 
 def build_tokenizer(spec: TokenizerSpec, context_length: Optional[int] = None) -> Optional[Tokenizer]:
-    """Resolve a tokenizer argument (§2.5: 77 tokens, or 248 for the LongCLIP text tower).
+    """Resolve a tokenizer argument (docs/reference/method.md §2.5: 77 tokens, or 248 for the LongCLIP text tower).
 
     Args:
         spec: ``None``; an open_clip model name (``"farslip-vitb16"`` -> its tokenizer, 248 tokens);
@@ -80,7 +80,7 @@ class FarSLIPCollate:
     like the reference) or as strings; strings are tokenized here with ``tokenizer``, or kept as
     lists (``local_texts``: a list of K-string lists) when the collate has no tokenizer.
     ``local_texts`` given as K strings per sample become ``(B, K, L)`` tokens whose rows with
-    validity 0 (``boxes[..., 4] == 0``) are zeroed, as the reference pads (§2.1).
+    validity 0 (``boxes[..., 4] == 0``) are zeroed, as the reference pads (docs/reference/method.md §2.1).
 
     Args:
         tokenizer: ``None``, an open_clip model name, ``dict(name=, context_length=)`` or a callable

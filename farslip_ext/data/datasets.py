@@ -1,7 +1,7 @@
 """Map-style datasets: MGRS-200k JSON (stage 2), SkyScript-style CSVs and generic image-text files.
 
-farslip-method.md §2.1 (the stage-2 item), §3.2 (MGRS-200k ``text_info.json``), §3.3 (SkyScript
-CSV) and §3.5 (classification CSVs). Each is a :class:`~farslip_ext.data.base.SkippingDataset`: it keeps
+docs/reference/method.md §2.1 (the stage-2 item), §3.2 (MGRS-200k ``text_info.json``), §3.3 (SkyScript
+CSV) and docs/reference/method.md §3.5 (classification CSVs). Each is a :class:`~farslip_ext.data.base.SkippingDataset`: it keeps
 a ``stats`` dict of counters (``seen``, ``yielded``, ``skipped_*``, ``dropped_boxes*``) and skips an
 unreadable item (logged, counted) by returning the next readable one; with DataLoader workers each
 worker process counts its own copy.
@@ -84,7 +84,7 @@ def _num(v: Any, what: str) -> float:
 
 
 def parse_bbox(bbox: Any) -> BBox:
-    """Read an MGRS-200k ``bbox`` by field name (§3.2, §7.23).
+    """Read an MGRS-200k ``bbox`` by field name (docs/reference/method.md §3.2, §7.23).
 
     The reference unpacks the dict's *values in insertion order* as ``(x1, y1, x2, y2, W, H)``. Here
     the fields are read by name, case-insensitively, with the aliases ``x1/xmin/left/x0``,
@@ -198,7 +198,7 @@ def _label(v: Any) -> Any:
 
 @TRAIN_DATASETS.register_module()
 class ImageTextDataset(SkippingDataset):
-    """Image-text (or image-label) pairs from a CSV/TSV/JSONL table (§3.3, §3.5).
+    """Image-text (or image-label) pairs from a CSV/TSV/JSONL table (docs/reference/method.md §3.3, §3.5).
 
     Each row names an image (``filepath_key``, relative to ``image_root``; default: the table's
     folder) and optionally a caption (``caption_key``) and a label (``label_key``). Items are
@@ -268,10 +268,10 @@ class ImageTextDataset(SkippingDataset):
 
 @TRAIN_DATASETS.register_module()
 class SkyScriptCsvDataset(ImageTextDataset):
-    """SkyScript-style CSV (``filepath,title,label``; §3.3): the reference's per-epoch validation set.
+    """SkyScript-style CSV (``filepath,title,label``; docs/reference/method.md §3.3): the reference's per-epoch validation set.
 
     Same as :class:`ImageTextDataset` with CSV format and ``caption_key="title"``; use
-    ``caption_key="title_multi_objects"`` for the SkyScript test 30K file (§3.5).
+    ``caption_key="title_multi_objects"`` for the SkyScript test 30K file (docs/reference/method.md §3.5).
     """
 
     def __init__(
@@ -310,7 +310,7 @@ class SkyScriptCsvDataset(ImageTextDataset):
 
 @TRAIN_DATASETS.register_module()
 class MGRSJsonDataset(SkippingDataset):
-    """Stage-2 dataset over MGRS-200k ``text_info.json`` (``JsonDataset``; §2.1, §3.2).
+    """Stage-2 dataset over MGRS-200k ``text_info.json`` (``JsonDataset``; docs/reference/method.md §2.1, §3.2).
 
     Each item: the global image ``image_root / global_filepath`` through ``transform`` (default
     :class:`Stage2TrainTransform`), the first non-empty caption among ``caption_keys`` (reference:
@@ -318,7 +318,7 @@ class MGRSJsonDataset(SkippingDataset):
     a 248-token tokenizer), and up to ``max_boxes`` object crops from ``segment`` via
     :class:`RegionCropper`.
 
-    Boxes are read by field name (:func:`parse_bbox`, fixing §7.23). If the annotated image size
+    Boxes are read by field name (:func:`parse_bbox`, fixing docs/reference/method.md §7.23). If the annotated image size
     (``W``/``H`` fields) differs from the decoded image, the box is rescaled to the decoded image
     (``rescaled_boxes``). Dropped with a count: unreadable boxes, NaN/inf values, ``x2 <= x1`` or
     ``y2 <= y1``, segments without a ``cap`` and without ``category``/``category_id``

@@ -7,13 +7,13 @@ CLIP can learn to tell them apart. A scene carries:
 
 * ``image`` (H, W, 3) uint8, ``mask`` (H, W) class ids, ``instances`` (H, W) region ids (-1: none);
 * ``regions``: tight boxes ``(x1, y1, x2, y2)`` (pixel edges, end exclusive) of the visible pixels
-  of each object instance, with category name and id (the MGRS-200k segment of §3.2);
+  of each object instance, with category name and id (the MGRS-200k segment of docs/reference/method.md §3.2);
 * ``scene_label`` (the class with most pixels), a short ``caption`` and a ``long_caption`` that
   describe the content (classes, coverage, positions, counts).
 
-Writers produce the formats of farslip-method.md §3: RS5M webdataset shards (§3.1), MGRS-200k
-``text_info.json`` + ``global_imgs/`` (§3.2), SkyScript-style CSVs (§3.3) and classification CSVs
-with ``classnames.txt`` (§3.5). Same seed -> byte-identical files.
+Writers produce the formats of docs/reference/method.md §3: RS5M webdataset shards (§3.1), MGRS-200k
+``text_info.json`` + ``global_imgs/`` (docs/reference/method.md §3.2), SkyScript-style CSVs (§3.3) and classification CSVs
+with ``classnames.txt`` (docs/reference/method.md §3.5). Same seed -> byte-identical files.
 """
 from __future__ import annotations
 
@@ -492,7 +492,7 @@ def write_rs5m_shards(
     quality: int = 90,
     caption: str = "short",
 ) -> List[Path]:
-    """Write ``n`` scenes as RS5M-style webdataset shards (§3.1) with webdataset's ``TarWriter``.
+    """Write ``n`` scenes as RS5M-style webdataset shards (docs/reference/method.md §3.1) with webdataset's ``TarWriter``.
 
     Each sample has the members ``<key>.img_content`` (encoded image), ``<key>.img_name`` and
     ``<key>.caption``; tar headers use a fixed mtime/owner so files are byte-reproducible.
@@ -534,7 +534,7 @@ def write_mgrs(
     cap_every: int = 0,
     bbox_keys: Sequence[str] = ("x1", "y1", "x2", "y2", "W", "H"),
 ) -> Path:
-    """Write an MGRS-200k-style ``text_info.json`` and ``global_imgs/`` folder (§3.2).
+    """Write an MGRS-200k-style ``text_info.json`` and ``global_imgs/`` folder (docs/reference/method.md §3.2).
 
     Items carry ``global_filepath`` (relative to ``global_imgs``), ``global_caption`` (short),
     ``detailed_caption`` (long) and ``segment``: one entry per region with
@@ -625,7 +625,7 @@ def write_skyscript_csv(
     image_format: str = "jpeg",
     quality: int = 90,
 ) -> Path:
-    """Write a SkyScript-style CSV ``filepath,title,label`` (§3.3); images under ``out_dir/image_dir``.
+    """Write a SkyScript-style CSV ``filepath,title,label`` (docs/reference/method.md §3.3); images under ``out_dir/image_dir``.
 
     ``filepath`` is relative to ``out_dir``; ``title`` is the short (or long) caption; ``label`` the
     scene class name.
@@ -655,7 +655,7 @@ def write_classification_csv(
     image_format: str = "jpeg",
     quality: int = 90,
 ) -> Tuple[Path, Path]:
-    """Write a classification benchmark: ``filepath,label`` CSV (label = index) and ``classnames.txt`` (§3.5).
+    """Write a classification benchmark: ``filepath,label`` CSV (label = index) and ``classnames.txt`` (docs/reference/method.md §3.5).
 
     Scene ``j`` of class ``c`` is painted with ``dominant=c``, so its label is exact.
 

@@ -1,4 +1,4 @@
-"""Image transforms of the FarSLIP training and evaluation pipelines (farslip-method.md §1.1, §2.1, §3.4).
+"""Image transforms of the FarSLIP training and evaluation pipelines (docs/reference/method.md §1.1, §2.1, §3.4).
 
 All transforms take a decoded :class:`PIL.Image.Image` and return plain ``torch.Tensor`` values
 normalised with the OpenAI CLIP mean/std. They are registered in
@@ -7,13 +7,13 @@ normalised with the OpenAI CLIP mean/std. They are registered in
     SAMPLE_TRANSFORMS.build(dict(type="MultiCropTransform", image_size=224, num_crops=4))
 
 * :class:`MultiCropTransform` - stage 1 (RS5M): a squash-resized global view plus K random crops of
-  the original image and their normalised boxes (§1.1).
+  the original image and their normalised boxes (docs/reference/method.md §1.1).
 * :class:`Stage2TrainTransform` - stage 2 globals and region crops: squash resize, colour jitter
-  (p=0.8), grayscale (p=0.2) (§3.4).
+  (p=0.8), grayscale (p=0.2) (docs/reference/method.md §3.4).
 * :class:`EvalTransform` - the upstream open_clip validation transform: resize the short side and
-  center-crop (§3.4). Note the reference trains on squashed images but evaluates on centre crops
-  (§7.15); :class:`SquashTransform` is the matching "squash" alternative.
-* :class:`RegionCropper` - stage 2 (MGRS-200k) object crops, padded to K regions (§2.1).
+  center-crop (docs/reference/method.md §3.4). Note the reference trains on squashed images but evaluates on centre crops
+  (docs/reference/method.md §7.15); :class:`SquashTransform` is the matching "squash" alternative.
+* :class:`RegionCropper` - stage 2 (MGRS-200k) object crops, padded to K regions (docs/reference/method.md §2.1).
 """
 from __future__ import annotations
 
@@ -45,11 +45,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: OpenAI CLIP normalisation (§3.4); the same numbers as ``open_clip.constants.OPENAI_DATASET_MEAN/STD``.
+#: OpenAI CLIP normalisation (docs/reference/method.md §3.4); the same numbers as ``open_clip.constants.OPENAI_DATASET_MEAN/STD``.
 OPENAI_MEAN: Tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD: Tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
-#: The region prompt of stage 2 (§2.1); ``{}`` is the category name.
+#: The region prompt of stage 2 (docs/reference/method.md §2.1); ``{}`` is the category name.
 REGION_PROMPT = "a satellite image of {}"
 
 ImageSize = Union[int, Tuple[int, int]]
@@ -112,7 +112,7 @@ def build_transform(spec: TransformSpec, default: Optional[Callable[[], Callable
 class SquashTransform:
     """Resize both sides to ``image_size`` (aspect ratio not kept), RGB, ToTensor, Normalize.
 
-    This is the view the reference builds for every training image before augmentation (§1.1, §3.4):
+    This is the view the reference builds for every training image before augmentation (docs/reference/method.md §1.1, §3.4):
     ``Resize((S, S), bicubic)``, no crop, no flip.
 
     Args:
@@ -148,7 +148,7 @@ class SquashTransform:
 class EvalTransform:
     """The open_clip validation transform: resize the short side to ``S``, center-crop ``S``, normalise.
 
-    Used by the reference for the SkyScript validation CSV and all benchmarks (§3.3, §3.4).
+    Used by the reference for the SkyScript validation CSV and all benchmarks (docs/reference/method.md §3.3, §3.4).
 
     Args:
         image_size: Output side ``S``.
@@ -184,7 +184,7 @@ class EvalTransform:
 
 @SAMPLE_TRANSFORMS.register_module()
 class Stage2TrainTransform:
-    """Stage-2 training transform for global images and region crops (§3.4).
+    """Stage-2 training transform for global images and region crops (docs/reference/method.md §3.4).
 
     ``Resize((S, S))`` squash (bicubic), RGB, ``ColorJitter(0.4, 0.4, 0.2, 0.1)`` applied with
     probability 0.8, ``Grayscale(3)`` with probability 0.2, ToTensor, Normalize. Randomness comes
@@ -229,7 +229,7 @@ class Stage2TrainTransform:
 
 @SAMPLE_TRANSFORMS.register_module()
 class MultiCropTransform:
-    """Stage-1 multi-crop view (``DataAugmentationMulticrop``, §1.1).
+    """Stage-1 multi-crop view (``DataAugmentationMulticrop``, docs/reference/method.md §1.1).
 
     * ``global_image``: the whole image squash-resized to ``(S, S)`` (bicubic), ToTensor, Normalize.
       No crop, flip or colour jitter (reference behaviour).
@@ -293,7 +293,7 @@ class MultiCropTransform:
 
 @SAMPLE_TRANSFORMS.register_module()
 class RegionCropper:
-    """Stage-2 object crops of one image, padded to exactly ``max_boxes`` rows (§2.1).
+    """Stage-2 object crops of one image, padded to exactly ``max_boxes`` rows (docs/reference/method.md §2.1).
 
     Each region is ``{"box": (x1, y1, x2, y2) in pixels of this image, "category": str,
     "category_id": int, "cap": optional str}``. For every region, in order:
@@ -383,7 +383,7 @@ class RegionCropper:
         return kept
 
     def text_of(self, region: Mapping[str, Any]) -> Tuple[str, int]:
-        """``(text, label)`` of a region: its ``cap`` with label -1, else the category prompt (§2.1)."""
+        """``(text, label)`` of a region: its ``cap`` with label -1, else the category prompt (docs/reference/method.md §2.1)."""
         cap = region.get("cap")
         if isinstance(cap, str) and cap.strip():
             return cap, -1

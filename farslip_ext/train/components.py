@@ -21,6 +21,7 @@ from torch import nn
 from farslip_ext.errors import ConfigError
 from farslip_ext.registry import LOSSES
 from farslip_ext.train.features import check_feature_names
+from farslip_ext.train.validation import check_component
 
 __all__ = ["LossEntry", "build_loss_entry", "hidden_parameters", "component_state_dict", "load_component_state"]
 
@@ -51,9 +52,7 @@ def build_loss_entry(name: str, cfg: Mapping[str, Any]) -> LossEntry:
     cfg = dict(cfg)
     weight = cfg.pop("weight", None)
     typ = cfg["type"]
-    cls = LOSSES.get(typ) if isinstance(typ, str) else typ
-    if cls is None:
-        LOSSES.build(cfg)  # raises the registry's "not registered ... did you mean" error
+    cls = check_component(cfg, "LOSSES", f"task.losses.{name}")  # unknown type / argument: a ConfigError
     multiplier = 1.0
     if weight is not None:
         if "loss_weight" in cfg:

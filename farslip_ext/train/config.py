@@ -37,7 +37,8 @@ DEFAULTS: Dict[str, Any] = dict(
     train=dict(
         work_dir="work_dirs/run", device="auto", precision="amp_bf16", seed=0, grad_checkpointing=False,
         compile=False, channels_last=False, find_unused_parameters=False, log_every=10, save_every_steps=1000,
-        keep_step_checkpoints=False, resume="auto", progress=True, tensorboard=False, wandb=False,
+        keep_step_checkpoints=False, resume="auto", resume_allow_changes=[], progress=True, tensorboard=False,
+        wandb=False,
         logit_scale_max=LOGIT_SCALE_MAX,  # ln(100), the reference clamp
     ),
 )
@@ -82,7 +83,8 @@ def _merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
 
 def load_config(path_or_name: Union[str, Path], options: Optional[Dict[str, Any]] = None) -> Config:
     """Load a recipe (a file path, or a recipe name such as ``stage1``, built-in or from a plugin), apply
-    the defaults underneath and ``options`` (``{"optim.lr": 1e-5, ...}``) on top, and validate."""
+    the defaults underneath and ``options`` (``{"optim.lr": 1e-5, ...}``) on top, and validate
+    (:func:`validate_config`: an unknown key, a wrong type or a bad range is a :class:`ConfigError`)."""
     path = Path(path_or_name)
     if not path.is_file():
         recipes = recipe_paths()
@@ -96,26 +98,19 @@ def load_config(path_or_name: Union[str, Path], options: Optional[Dict[str, Any]
     cfg = Config(merged, filename=str(path))
     if options:
         cfg.merge_from_dict(dict(options))
-    validate_config(cfg)
+    validate_config(cfg, options=options)
     return cfg
 
 
-def validate_config(cfg: Config) -> None:
-    """Actionable errors for the values people get wrong."""
+def validate_config(cfg: Config, options: Optional[Dict[str, Any]] = None) -> None:
+    """Actionable errors for the values people get wrong: unknown keys (with close matches), types, ranges,
+    and component dicts against their classes (farslip_ext/train/validation.py)."""
     from farslip_ext.precision import training_precision
+    from farslip_ext.train.validation import check_config
 
+    plain = cfg.to_dict() if isinstance(cfg, Config) else dict(cfg)
+    check_config(plain, options=options, filename=getattr(cfg, "filename", None))
     training_precision(cfg.train.precision)  # raises ConfigError naming the accepted values
-    if cfg.data.batch_size < 1:
-        raise ValueError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
-    if "train" not in cfg.data:
-        raise ValueError("data.train (a dict(type=...) dataset config) is required; see the built-in recipes "
-                         f"{list_recipes()}")
-    if cfg.optim.lr <= 0:
-        raise ValueError(f"optim.lr must be > 0, got {cfg.optim.lr}")
-    if cfg.model.long_clip not in (None, "stretch", "scratch"):
-        raise ValueError(f"model.long_clip={cfg.model.long_clip!r}; accepted: None, 'stretch' (77 -> 248 from "
-                         f"a 77-token model, reference load_from_clip), 'scratch' (the weights already have 248 "
-                         f"positions, reference load_from_scratch)")
 
 
 def _plain(x: Any) -> Any:

@@ -3,7 +3,7 @@
 A loss or region head lists the features it reads; the training task computes the union of all
 declared needs once per step (nothing else), and calls each component with exactly its features as
 keyword arguments (:func:`call_component`). The names follow the reference's feature dictionary
-(farslip-method.md §4.3): ``global_*`` is the whole image, ``subset_*`` the stage-1 random crops,
+(docs/reference/method.md §4.3): ``global_*`` is the whole image, ``subset_*`` the stage-1 random crops,
 ``local_*`` the stage-2 object crops.
 
 =====================  ==============  =================================================================

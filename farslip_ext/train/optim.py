@@ -1,4 +1,4 @@
-"""AdamW with the reference's weight-decay exclusions, and warmup + cosine (farslip-method.md §0.2).
+"""AdamW with the reference's weight-decay exclusions, and warmup + cosine (docs/reference/method.md §0.2).
 
 Parameter groups: the CLIP model's parameters in the reference's two groups (no decay for ndim < 2 or
 names with bn/ln/bias/logit_scale; decay for the rest), then — when the task has learnable components

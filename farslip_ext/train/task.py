@@ -1,15 +1,15 @@
 """Training tasks: turn a batch into losses. The loop only calls ``task(batch) -> (losses, report)``.
 
 :class:`FarSLIPTask` is FarSLIP stage 1, stage 2, a plain-CLIP baseline — or any combination of
-registered losses — chosen by config (farslip-method.md §1, §2)::
+registered losses — chosen by config (docs/reference/method.md §1, §2)::
 
     task = dict(type="FarSLIPTask",
-                losses=dict(global_itc=dict(type="GlobalITCLoss", weight=1.0),         # §1.5
-                            distill=dict(type="PatchDistillLoss", weight=0.1),          # §1.3 (stage 1)
+                losses=dict(global_itc=dict(type="GlobalITCLoss", weight=1.0),         # docs/reference/method.md §1.5
+                            distill=dict(type="PatchDistillLoss", weight=0.1),          # docs/reference/method.md §1.3 (stage 1)
                             mine=dict(type="MyLoss", weight=0.5)),                       # any LOSSES entry
-                region_head=dict(type="CropClsHead"),   # region_embed for region losses (§2.2)
-                teacher=dict(type="ActiveTeacher"),     # where subset_* (distillation targets) come from (§1.4)
-                dense_attn="SegEarth")                  # the dense last block (§4.1)
+                region_head=dict(type="CropClsHead"),   # region_embed for region losses (docs/reference/method.md §2.2)
+                teacher=dict(type="ActiveTeacher"),     # where subset_* (distillation targets) come from (docs/reference/method.md §1.4)
+                dense_attn="SegEarth")                  # the dense last block (docs/reference/method.md §4.1)
 
 Each loss declares the features it reads (``required_features``, :mod:`farslip_ext.train.features`); a
 loss that reads ``region_embed`` brings in the region head's needs. The union is computed once per step
@@ -38,6 +38,7 @@ from farslip_ext.registry import HEADS, TASKS, TEACHERS
 from farslip_ext.train.components import LossEntry, build_loss_entry
 from farslip_ext.train.encoding import FeatureEncoder, FeaturePlan, plan_features
 from farslip_ext.train.features import call_component, check_feature_names
+from farslip_ext.train.validation import check_component
 
 __all__ = ["FarSLIPTask"]
 
@@ -65,7 +66,7 @@ class FarSLIPTask(nn.Module):
         teacher: ``TEACHERS`` config for the ``subset_*`` features (reference: ``ActiveTeacher``).
         dense_attn: dense-attention variant of the last block (reference: ``SegEarth``).
         ignore_residual: ``None`` (default): each variant's training-fork rule — SegEarth without residual
-            and MLP, MaskCLIP with both (farslip-method.md §4.1); True/False force one rule for any variant.
+            and MLP, MaskCLIP with both (docs/reference/method.md §4.1); True/False force one rule for any variant.
         fuse_encoder_calls: encode globals and crops in one batched call when the targets come from the
             student (same numerics; fewer, larger matmuls).
         trim_text: trimmed text encoding (exact; ``False``: the padded ``model.encode_text``).
@@ -86,7 +87,9 @@ class FarSLIPTask(nn.Module):
         needs = {n for e in self.entries for n in e.required_features}
         self.region_head: Optional[nn.Module] = None
         if "region_embed" in needs or region_head is not None:
-            self.region_head = HEADS.build(dict(region_head or dict(type="CropClsHead")))
+            head_cfg = dict(region_head or dict(type="CropClsHead"))
+            check_component(head_cfg, "HEADS", "task.region_head")
+            self.region_head = HEADS.build(head_cfg)
             if not hasattr(self.region_head, "required_features"):
                 raise ConfigError(f"task.region_head {type(self.region_head).__name__} declares no "
                                   f"required_features (the features it reads, farslip_ext/train/features.py)")
@@ -97,7 +100,12 @@ class FarSLIPTask(nn.Module):
             else:
                 logger.warning("task.region_head %s is configured but no loss reads region_embed; it is not run",
                                type(self.region_head).__name__)
-        self.teacher = TEACHERS.build(dict(teacher or dict(type="ActiveTeacher")))
+        teacher_cfg = dict(teacher or dict(type="ActiveTeacher"))
+        check_component(teacher_cfg, "TEACHERS", "task.teacher")
+        self.teacher = TEACHERS.build(teacher_cfg)
+        if isinstance(dense_attn, (str, Mapping)):
+            check_component(dict(type=dense_attn) if isinstance(dense_attn, str) else dense_attn, "DENSE_ATTN",
+                            "task.dense_attn", injected={"ignore_residual"})
         self.teacher.setup(model)
         trainable = dict(getattr(self.teacher, "trainable_modules", lambda: {})())
         self.teacher_modules = nn.ModuleDict(trainable) if trainable else None

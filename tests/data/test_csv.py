@@ -1,4 +1,4 @@
-"""SkyScript-style CSVs (§3.3), classification CSVs (§3.5) and the generic CSV/JSONL image-text dataset."""
+"""SkyScript-style CSVs (docs/reference/method.md §3.3), classification CSVs (§3.5) and the generic CSV/JSONL image-text dataset."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""MGRS-200k JSON dataset (§2.1, §3.2): boxes read by name (§7.23), drop/skip counters, padding."""
+"""MGRS-200k JSON dataset (docs/reference/method.md §2.1, §3.2): boxes read by name (§7.23), drop/skip counters, padding."""
 from __future__ import annotations
 
 import json

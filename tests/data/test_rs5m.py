@@ -1,4 +1,4 @@
-"""RS5M webdataset stream (§3.1): members, deterministic shuffles, node/worker split, skip counters (§7.19)."""
+"""RS5M webdataset stream (docs/reference/method.md §3.1): members, deterministic shuffles, node/worker split, skip counters (§7.19)."""
 from __future__ import annotations
 
 import logging
@@ -49,7 +49,8 @@ def test_unshuffled_stream_yields_every_sample_in_order(shards):
     assert [s["img_name"] for s in items] == [f"synthetic_{i:08d}.jpg" for i in range(12)]
     assert [s["global_text"] for s in items] == _captions()
     assert items[0]["global_image"].shape == (3, SIZE, SIZE)
-    assert ds.stats == {"seen": 12, "yielded": 12, "skipped_missing": 0, "skipped_corrupt": 0, "shard_errors": 0}
+    assert ds.stats == {"seen": 12, "yielded": 12, "skipped_missing": 0, "skipped_no_caption": 0, "skipped_corrupt": 0,
+                        "shard_errors": 0}
 
 
 def test_shuffles_are_deterministic_per_seed_and_epoch(shards):
@@ -140,7 +141,8 @@ def test_truncated_image_and_missing_caption_are_skipped_and_counted(tmp_path, c
     with caplog.at_level(logging.WARNING, logger="farslip_ext.data.rs5m"):
         items = list(ds)
     assert [s["global_text"] for s in items] == [caps[0], caps[2], caps[4]]
-    assert ds.stats == {"seen": 5, "yielded": 3, "skipped_missing": 1, "skipped_corrupt": 1, "shard_errors": 0}
+    assert ds.stats == {"seen": 5, "yielded": 3, "skipped_missing": 1, "skipped_no_caption": 0, "skipped_corrupt": 1,
+                        "shard_errors": 0}
     assert "'0003'" in caplog.text and "'caption'" in caplog.text and "'0001'" in caplog.text
 
 
@@ -157,3 +159,36 @@ def test_truncated_shard_and_missing_file_do_not_crash(tmp_path, shards):
     assert names[-3:] == [f"synthetic_{i:08d}.jpg" for i in (3, 4, 5)]  # the intact shard is read in full
     with pytest.raises(Exception):
         list(_ds(urls, shuffle=False, handler=wds.reraise_exception))
+
+
+def test_empty_and_blank_captions_are_skipped_and_counted(tmp_path, caplog):
+    scenes = [syn.make_scene(syn.scene_seed(11, i), SIZE) for i in range(5)]
+    blanks = {1: b"", 2: b"   ", 4: " \n\t\u3000".encode("utf-8")}
+    with wds.TarWriter(str(tmp_path / "blank-0000.tar"), encoder=False, mtime=0.0) as tw:
+        for i, sc in enumerate(scenes):
+            tw.write({"__key__": f"{i:04d}", "img_content": syn.encode_image(sc.image, "jpeg"),
+                      "img_name": f"{i}.jpg".encode(), "caption": blanks.get(i, sc.caption.encode())})
+    ds = _ds([str(tmp_path / "blank-0000.tar")], shuffle=False)
+    with caplog.at_level(logging.WARNING, logger="farslip_ext.data.rs5m"):
+        items = list(ds)
+    assert [s["global_text"] for s in items] == [scenes[0].caption, scenes[3].caption]
+    assert ds.stats == {"seen": 5, "yielded": 2, "skipped_missing": 0, "skipped_no_caption": 3, "skipped_corrupt": 0,
+                        "shard_errors": 0}
+    assert "'0001'" in caplog.text and "empty or blank 'caption'" in caplog.text and "blank-0000.tar" in caplog.text
+    assert ds.pass_stats()["skipped_no_caption"] == 3
+
+
+def test_shard_urls_are_checked_when_the_dataset_is_built(tmp_path, shards, caplog):
+    from farslip_ext.errors import DataError
+
+    folder = shards[0].rsplit("/", 1)[0]
+    with pytest.raises(DataError, match=r"synthetic-trian-\{0000..0003\}.tar.*4 missing.*did you mean"):
+        _ds(f"{folder}/synthetic-trian-{{0000..0003}}.tar")
+    with pytest.raises(DataError, match=r"the folder .*nowhere does not exist"):
+        _ds([f"{folder}/nowhere/a-0000.tar", f"{folder}/nowhere/a-0001.tar"])
+    (tmp_path / "zero-0000.tar").write_bytes(b"")
+    with pytest.raises(DataError, match=r"1 empty, 0 bytes"):
+        _ds(str(tmp_path / "zero-0000.tar"))
+    with caplog.at_level(logging.WARNING, logger="farslip_ext.data.rs5m"):  # some missing: a warning, not an error
+        ds = _ds([shards[0], f"{folder}/synthetic-train-9999.tar"], shuffle=False)
+    assert "1 of the 2 shard(s)" in caplog.text and len(ds.urls) == 2

@@ -1,4 +1,4 @@
-"""Transforms: multi-crop boxes and views (§1.1), stage-2 jitter (§3.4), region crops and padding (§2.1)."""
+"""Transforms: multi-crop boxes and views (docs/reference/method.md §1.1), stage-2 jitter (§3.4), region crops and padding (§2.1)."""
 from __future__ import annotations
 
 import numpy as np

@@ -133,8 +133,14 @@ def test_a_checkpoint_from_another_task_is_a_clear_error(tmp_path):
     tr = Trainer(load_config(_config(tmp_path, "run")))
     tr.fit()
     other = Trainer(load_config(_config(tmp_path, "other", head="CropClsHead")))
-    with pytest.raises(ConfigError, match=r"missing \[\], unexpected \['region_head.proj.bias'"):
+    # the resume policy refuses another task first, naming the key
+    with pytest.raises(ConfigError, match=r"break the exact resume: .*task\.region_head\.type 'LinearCropHead' -> 'CropClsHead'"):
         other.resume(tmp_path / "run" / "checkpoints" / "final.pt")
+    # allowed explicitly, the components are still restored strictly
+    allowed = Trainer(load_config(_config(tmp_path, "other2", head="CropClsHead"),
+                                  {"train.resume_allow_changes": ["task"]}))
+    with pytest.raises(ConfigError, match=r"missing \[\], unexpected \['region_head.proj.bias'"):
+        allowed.resume(tmp_path / "run" / "checkpoints" / "final.pt")
 
 
 def test_a_hidden_trainable_tensor_is_an_error(tmp_path):

@@ -1,4 +1,4 @@
-"""The built-in recipes reproduce the reference's *effective* configuration (farslip-method.md §0.2)."""
+"""The built-in recipes reproduce the reference's *effective* configuration (docs/reference/method.md §0.2)."""
 from __future__ import annotations
 
 import pytest

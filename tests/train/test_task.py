@@ -112,7 +112,7 @@ def test_recipes_keep_their_effective_weights(recipe, expected):
 
 def test_config_errors_name_the_fix():
     model = _model()
-    with pytest.raises(KeyError, match="Did you mean 'GlobalITCLoss'"):
+    with pytest.raises(ConfigError, match=r"task.losses.a: type='GlobalITCLos' is not registered.*did you mean 'GlobalITCLoss'"):
         _task(model, losses=dict(a=dict(type="GlobalITCLos")))
 
     @LOSSES.register_module()
@@ -199,7 +199,7 @@ def test_only_declared_features_are_computed(monkeypatch, losses, stage, head, w
 
 
 def test_maskclip_training_default_matches_the_fork_formula():
-    """The task's default for MaskCLIP is the training fork's (residual + MLP kept, §4.1), written out."""
+    """The task's default for MaskCLIP is the training fork's (residual + MLP kept, docs/reference/method.md §4.1), written out."""
     model = _model()
     batch = random_batch(0, seed=6)
     task = _task(model, dense_attn="MaskCLIP", losses=dict(a=dict(type="GlobalITCLoss")))

@@ -1,4 +1,4 @@
-# FarSLIP stage 1 (farslip-method.md §0.2 "effective S1", §1): RS5M, global ITC + 0.1 x patch-to-patch
+# FarSLIP stage 1 (docs/reference/method.md §0.2 "effective S1", §1): RS5M, global ITC + 0.1 x patch-to-patch
 # distillation (roi2pooled, SegEarth dense block, active teacher), 4 random crops per image.
 # Run:  farslip train stage1 --cfg-options data.train.urls='<rs5m>/{pub11,rs3}-train-{0000..0031}.tar'
 # Reference hardware: 4 GPUs x 40 = global batch 160; 5,070,186 pairs -> 31,696 steps.

@@ -1,8 +1,8 @@
-# FarSLIP stage 2 (farslip-method.md §0.2 "effective S2", §2): MGRS-200k, global ITC + 1.0 x region-category
+# FarSLIP stage 2 (docs/reference/method.md §0.2 "effective S2", §2): MGRS-200k, global ITC + 1.0 x region-category
 # alignment (CLS of each object crop, multi-positive by category id, gathered across ranks).
 # Run:  farslip train stage2 --cfg-options data.train.json_path=<mgrs>/text_info.json \
 #           data.train.image_root=<mgrs>/global_imgs model.pretrained=work_dirs/farslip_stage1/checkpoints/final.pt
-# Reference quirks kept as the default and documented (§7.2, §7.3): the reference starts stage 2 from OpenAI
+# Reference quirks kept as the default and documented (docs/reference/method.md §7.2, §7.3): the reference starts stage 2 from OpenAI
 # CLIP (model.pretrained="openai") and uses lr 4e-9; pass the stage-1 checkpoint and your lr to change them.
 # LongCLIP text (the FarSLIP2 ViT-B/16 checkpoint has 248 positions): model.long_clip="stretch" (from a
 # 77-token model) or "scratch" (weights that already have 248 positions).
