@@ -1,6 +1,6 @@
 """The SkyScript benchmark layouts (CSV ``filepath,label`` + ``classnames.txt``; CSV ``filepath,<caption>``)
-as ``EVAL_DATASETS`` registry entries, with the splits FarSLIP's tests use (farslip-method.md §3.5,
-published-results.md §1.3-1.4).
+as ``EVAL_DATASETS`` registry entries, with the splits FarSLIP's tests use (docs/reference/method.md §3.5,
+docs/reference/published-results.md §1.3-1.4).
 
 Layout under a benchmark root ``DATA_ROOT`` (SkyScript's ``BENCHMARK_DATASET_ROOT_DIR``)::
 
@@ -84,7 +84,7 @@ class ClassificationBenchmark:
 
 @dataclass(frozen=True)
 class RetrievalBenchmark:
-    """One image-text retrieval benchmark (method §4.6: caption prefix, caption column)."""
+    """One image-text retrieval benchmark (docs/reference/method.md §4.6: caption prefix, caption column)."""
 
     name: str
     csv: str
@@ -99,7 +99,7 @@ def _cls(name: str, folder: str, csv_name: str, split: str) -> ClassificationBen
     return ClassificationBenchmark(name, f"{folder}/{csv_name}", f"{folder}/classnames.txt", split)
 
 
-#: The 8 scene-classification sets and the splits of FarSLIP's table (published-results.md §1.3).
+#: The 8 scene-classification sets and the splits of FarSLIP's table (docs/reference/published-results.md §1.3).
 CLASSIFICATION_BENCHMARKS: Dict[str, ClassificationBenchmark] = {b.name: b for b in (
     _cls("SkyScript_cls", "SkyScript_cls", "img_txt_pairs_val.csv", "val"),
     _cls("aid", "aid", "aid_img_txt_pairs_test.csv", "test"),
@@ -113,7 +113,7 @@ CLASSIFICATION_BENCHMARKS: Dict[str, ClassificationBenchmark] = {b.name: b for b
 
 SATELLITE_CAPTION_PREFIX = "a satellite image. "
 
-#: RSICD, RSITMD, UCM-captions (prefixed captions) and SkyScript test 30K (method §3.5, §4.6).
+#: RSICD, RSITMD, UCM-captions (prefixed captions) and SkyScript test 30K (docs/reference/method.md §3.5, §4.6).
 RETRIEVAL_BENCHMARKS: Dict[str, RetrievalBenchmark] = {b.name: b for b in (
     RetrievalBenchmark("RSICD", "RSICD/RSICD_img_txt_pairs_test.csv", "title", SATELLITE_CAPTION_PREFIX, "test"),
     RetrievalBenchmark("RSITMD", "RSITMD/RSITMD_img_txt_pairs_test.csv", "title", SATELLITE_CAPTION_PREFIX, "test"),
@@ -237,7 +237,7 @@ class ImageFiles(Dataset):
 @EVAL_DATASETS.register_module()
 class SceneClassificationCsv(Dataset):
     """A zero-shot scene-classification set in the SkyScript layout (CSV ``filepath,label`` +
-    ``classnames.txt``), method §3.5. Items are ``(image, class_index)``.
+    ``classnames.txt``), docs/reference/method.md §3.5. Items are ``(image, class_index)``.
 
     Args:
         csv_file: the CSV.
@@ -377,7 +377,7 @@ def _is_int(s: str) -> bool:
 
 @EVAL_DATASETS.register_module()
 class ImageTextRetrievalCsv:
-    """An image-text retrieval set from a CSV of ``(filepath, caption)`` rows (method §4.6).
+    """An image-text retrieval set from a CSV of ``(filepath, caption)`` rows (docs/reference/method.md §4.6).
 
     Unique images (by resolved path) and unique captions (after the prefix) are kept once each, in
     order of first appearance; the ground truth is many-to-many: image ``i`` and caption ``t`` match

@@ -1,7 +1,7 @@
 """Prompt-template sets for zero-shot classification, as ``TEMPLATES`` registry entries.
 
 A template set turns a class name into the prompts whose normalised text embeddings are averaged into
-one classifier column (farslip-method.md §4.6). Three sets ship:
+one classifier column (docs/reference/method.md §4.6). Three sets ship:
 
 * ``FarSLIPSatelliteTemplates`` (alias ``farslip``, the default): the two satellite prompts FarSLIP's
   ``tests/test_scene_classification.py`` uses for every scene dataset,
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 Template = Callable[[str], str]
 
-#: The two prompts of FarSLIP's scene classification test (farslip-method.md §4.6).
+#: The two prompts of FarSLIP's scene classification test (docs/reference/method.md §4.6).
 SATELLITE_TEMPLATES: Tuple[str, ...] = ("a satellite photo of {c}.", "a satellite image of {c}")
 
 #: SkyScript ``prompt_templates.py``: dataset -> format strings (``{c}`` is the class name).
@@ -93,7 +93,7 @@ class PromptTemplates:
 
 @TEMPLATES.register_module()
 class FarSLIPSatelliteTemplates(PromptTemplates):
-    """FarSLIP's default: ``"a satellite photo of {c}."`` and ``"a satellite image of {c}"`` (method §4.6)."""
+    """FarSLIP's default: ``"a satellite photo of {c}."`` and ``"a satellite image of {c}"`` (docs/reference/method.md §4.6)."""
 
     def __init__(self) -> None:
         super().__init__(SATELLITE_TEMPLATES, name="farslip")

@@ -1,4 +1,4 @@
-"""Region-feature heads (method spec §2.2). Importing this package registers them in ``HEADS``."""
+"""Region-feature heads (docs/reference/method.md §2.2). Importing this package registers them in ``HEADS``."""
 from farslip_ext.heads.roi import boxes_to_rois, roi_align_mean, valid_box_mask
 from farslip_ext.heads.region import FEATURE_NAMES, CropClsHead, CropPooledHead, RegionHead, RoIAlignHead
 

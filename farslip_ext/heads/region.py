@@ -1,10 +1,10 @@
-"""Region-feature heads for the stage-2 region-category loss (method spec §2.2).
+"""Region-feature heads for the stage-2 region-category loss (docs/reference/method.md §2.2).
 
 A head turns features the training task has already computed into one L2-normalised embedding per
 valid region box, ``(M, D)``, rows in row-major ``(b, k)`` order of the valid boxes: the feature
 ``region_embed``. A head declares the features it reads in ``required_features`` (the vocabulary of
 :mod:`farslip_ext.train.features`) and receives exactly those as keyword arguments, so the task
-computes nothing a head does not read (the reference computes dense maps it never uses, §7.18):
+computes nothing a head does not read (the reference computes dense maps it never uses, docs/reference/method.md §7.18):
 
 * ``local_embed``: (M, D) image embedding (CLS path) of each valid crop encoded on its own;
 * ``local_patches``: (M, N, D) dense tokens of each valid crop;
@@ -33,7 +33,7 @@ FEATURE_NAMES: Tuple[str, ...] = ("local_embed", "local_patches", "global_patche
 
 
 class RegionHead(nn.Module):
-    """Optional base class: ``forward(**features) -> (M, D)`` L2-normalised region features (§2.2).
+    """Optional base class: ``forward(**features) -> (M, D)`` L2-normalised region features (docs/reference/method.md §2.2).
 
     A subclass sets ``required_features`` and implements :meth:`features`, which receives the same
     keywords; a missing one is a clear error. ``example_inputs()`` gives the contract test its inputs.
@@ -62,7 +62,7 @@ class RegionHead(nn.Module):
 class CropClsHead(RegionHead):
     """Region feature = the crop's own image embedding (CLS path), L2-normalised.
 
-    Reference default (``--local-itc-align cls``, §2.2): every valid crop is encoded by the whole
+    Reference default (``--local-itc-align cls``, docs/reference/method.md §2.2): every valid crop is encoded by the whole
     visual tower on its own and its standard CLIP image embedding is the region feature.
 
     forward(local_embed (M, D), [boxes for a row-count check]) -> (M, D).
@@ -79,7 +79,7 @@ class CropClsHead(RegionHead):
 
 @HEADS.register_module()
 class CropPooledHead(RegionHead):
-    """Region feature = mean of the crop's dense tokens, L2-normalised (``pooled``, dead in the reference, §2.2).
+    """Region feature = mean of the crop's dense tokens, L2-normalised (``pooled``, dead in the reference, docs/reference/method.md §2.2).
 
     forward(local_patches (M, N, D), [boxes for a row-count check]) -> (M, D).
     """
@@ -98,11 +98,11 @@ class CropPooledHead(RegionHead):
 
 @HEADS.register_module()
 class RoIAlignHead(RegionHead):
-    """Region feature = RoIAlign of the *global* dense token map, averaged and L2-normalised (``roi``, §2.2).
+    """Region feature = RoIAlign of the *global* dense token map, averaged and L2-normalised (``roi``, docs/reference/method.md §2.2).
 
-    Same pooling as the distillation student (§1.3, :func:`farslip_ext.heads.roi.roi_align_mean`):
+    Same pooling as the distillation student (docs/reference/method.md §1.3, :func:`farslip_ext.heads.roi.roi_align_mean`):
     ``roi_align(output_size=grid, spatial_scale=1, sampling_ratio=-1, aligned=True)``, mean over the
-    bins, no per-token normalisation (§7.7). No crop needs to be encoded.
+    bins, no per-token normalisation (docs/reference/method.md §7.7). No crop needs to be encoded.
 
     forward(global_patches (B, N, D), grid (H, W), boxes (B, K, 5)) -> (M, D).
     """

@@ -1,4 +1,4 @@
-"""Box handling and the RoIAlign-then-mean region pooling of FarSLIP (method spec §1.3, §2.2).
+"""Box handling and the RoIAlign-then-mean region pooling of FarSLIP (docs/reference/method.md §1.3, §2.2).
 
 Shared by :class:`farslip_ext.heads.RoIAlignHead` (region features) and
 :class:`farslip_ext.losses.PatchDistillLoss` (the distillation student side).
@@ -32,8 +32,8 @@ def valid_box_mask(boxes: torch.Tensor) -> torch.Tensor:
 def boxes_to_rois(boxes: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
     """The valid boxes as torchvision RoIs ``(M, 5)`` = ``[batch_index, x1, y1, x2, y2]`` in token-grid units.
 
-    Rows are in row-major ``(b, k)`` order, the order in which the valid crops are stacked (§2.2).
-    Normalised ``x`` is scaled by the grid width ``W`` and ``y`` by the height ``H`` (§1.3); this is
+    Rows are in row-major ``(b, k)`` order, the order in which the valid crops are stacked (docs/reference/method.md §2.2).
+    Normalised ``x`` is scaled by the grid width ``W`` and ``y`` by the height ``H`` (docs/reference/method.md §1.3); this is
     valid because the global view is squash-resized, so normalised coordinates map onto the grid.
     """
     h, w = int(grid[0]), int(grid[1])
@@ -47,10 +47,10 @@ def boxes_to_rois(boxes: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
 def roi_align_mean(global_patches: torch.Tensor, grid: Sequence[int], boxes: torch.Tensor) -> torch.Tensor:
     """Bilinear RoI average of the global dense token map for every valid box, ``(M, D)``, unnormalised.
 
-    Exactly the reference recipe (§1.3): the tokens (B, N, D) are laid out as (B, D, H, W),
+    Exactly the reference recipe (docs/reference/method.md §1.3): the tokens (B, N, D) are laid out as (B, D, H, W),
     ``torchvision.ops.roi_align(feat, rois, output_size=(H, W), spatial_scale=1.0, sampling_ratio=-1,
     aligned=True)`` gives (M, D, H, W) and the H×W bins are averaged. Tokens are *not* normalised
-    before pooling (§7.7). Computed in at least float32 (roi_align's autocast policy does the same).
+    before pooling (docs/reference/method.md §7.7). Computed in at least float32 (roi_align's autocast policy does the same).
 
     Args:
         global_patches: (B, N, D) dense tokens of the global view, N = H·W, no CLS token.

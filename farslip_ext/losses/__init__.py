@@ -1,4 +1,4 @@
-"""FarSLIP training losses (method spec §1.3, §1.5, §2.3). Importing this package registers them in ``LOSSES``.
+"""FarSLIP training losses (docs/reference/method.md §1.3, §1.5, §2.3). Importing this package registers them in ``LOSSES``.
 
 Every loss declares the features it reads (``required_features``, the vocabulary of
 :mod:`farslip_ext.train.features`) and returns a dict of ``<term>_loss`` tensors, already multiplied by

@@ -44,7 +44,7 @@ def pad_rows(t: torch.Tensor, n: int, value: float = 0) -> torch.Tensor:
 def gather_rows_with_grad(t: torch.Tensor) -> torch.Tensor:
     """All-gather ``t`` (same shape on every rank) along dim 0 *with* gradient.
 
-    Uses ``torch.distributed.nn.functional.all_gather`` (what the reference uses, §2.3). Its backward
+    Uses ``torch.distributed.nn.functional.all_gather`` (what the reference uses, docs/reference/method.md §2.3). Its backward
     sums the incoming gradients of every rank (reduce-scatter/all-to-all with SUM), so when every
     rank computes the same global loss, the local rows receive ``world_size`` times the gradient of
     a single process holding the whole batch; DDP's gradient averaging then restores the

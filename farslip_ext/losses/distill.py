@@ -1,4 +1,4 @@
-"""Patch-to-patch self-distillation loss of stage 1 (method spec §1.3)."""
+"""Patch-to-patch self-distillation loss of stage 1 (docs/reference/method.md §1.3)."""
 from __future__ import annotations
 
 import logging
@@ -26,7 +26,7 @@ _REQUIRED: Dict[str, Tuple[str, ...]] = {
 
 @LOSSES.register_module()
 class PatchDistillLoss(FeatureLoss):
-    """``L = 1 - mean_i cos(s_i, t_i)`` between RoI features of the global view and crop targets (§1.3).
+    """``L = 1 - mean_i cos(s_i, t_i)`` between RoI features of the global view and crop targets (docs/reference/method.md §1.3).
 
     Student ``s_i``: RoIAlign of the global dense token map over box ``i`` (``output_size`` = the token
     grid, ``spatial_scale=1``, ``sampling_ratio=-1``, ``aligned=True``), mean over the bins,
@@ -37,7 +37,7 @@ class PatchDistillLoss(FeatureLoss):
     * ``"combined"``: ``0.5 * L_roi2pooled + 0.5 * L_roi2cls``.
 
     Gradients flow into whatever produced the targets: with the reference ``ActiveTeacher`` the crop
-    features come from the student with gradient (§1.4, §7.4); with an EMA/frozen teacher the task
+    features come from the student with gradient (docs/reference/method.md §1.4, §7.4); with an EMA/frozen teacher the task
     computes them under ``no_grad``. Only boxes with validity flag 1 count. If there is none, the loss
     is a zero connected to the inputs' graph (the reference would average an empty set, NaN).
 

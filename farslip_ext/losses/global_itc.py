@@ -1,4 +1,4 @@
-"""Global image-text contrastive loss (method spec §1.5), a thin wrapper of open_clip's ``ClipLoss``."""
+"""Global image-text contrastive loss (docs/reference/method.md §1.5), a thin wrapper of open_clip's ``ClipLoss``."""
 from __future__ import annotations
 
 import logging
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 @LOSSES.register_module()
 class GlobalITCLoss(FeatureLoss):
-    """CLIP InfoNCE between the global image embedding (CLS) and the caption embedding (§1.5).
+    """CLIP InfoNCE between the global image embedding (CLS) and the caption embedding (docs/reference/method.md §1.5).
 
     Delegates to ``open_clip.loss.ClipLoss(local_loss=False, gather_with_grad=False, cache_labels=True,
     rank, world_size)``, the reference configuration: features are all-gathered across ranks without

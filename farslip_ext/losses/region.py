@@ -1,4 +1,4 @@
-"""Stage-2 region-text losses (method spec §2.3): multi-positive category loss and padded one-to-one ITC."""
+"""Stage-2 region-text losses (docs/reference/method.md §2.3): multi-positive category loss and padded one-to-one ITC."""
 from __future__ import annotations
 
 import logging
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 def soft_cross_entropy(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """``-mean_i sum_j target_ij * log_softmax(logits)_ij`` (§2.3)."""
+    """``-mean_i sum_j target_ij * log_softmax(logits)_ij`` (docs/reference/method.md §2.3)."""
     return -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
 
 
@@ -36,11 +36,11 @@ def _labels_and_valid(
 
 @LOSSES.register_module()
 class RegionCategoryLoss(FeatureLoss):
-    """Multi-positive region-category contrastive loss ("MPCL", the reference default, §2.3).
+    """Multi-positive region-category contrastive loss ("MPCL", the reference default, docs/reference/method.md §2.3).
 
     Region features ``V`` and their text features ``T`` (one row per region; the text of a labelled
     region is the category prompt) are all-gathered across ranks **with** gradient, together with the
-    labels; rows labelled ``ignore_label`` (−1: padding and free-text ``cap`` regions, §7.8) are
+    labels; rows labelled ``ignore_label`` (−1: padding and free-text ``cap`` regions, docs/reference/method.md §7.8) are
     dropped. With ``s`` the exponentiated CLIP logit scale::
 
         Z_v = s · V Tᵀ,   Z_t = s · T Vᵀ,   P_ij = 1[y_i = y_j] / Σ_j 1[y_i = y_j]
@@ -54,7 +54,7 @@ class RegionCategoryLoss(FeatureLoss):
     Differences from the reference, both documented quirk fixes: ranks may hold different row counts
     (rows are padded to the largest with ``ignore_label`` before gathering; the reference pads every
     rank to ``batch_size·max_boxes``, which gives the same value), and a global batch without any valid
-    label gives a zero loss that is still connected to the inputs' graph instead of NaN (§7.8). The
+    label gives a zero loss that is still connected to the inputs' graph instead of NaN (docs/reference/method.md §7.8). The
     reference's unused ``temperature``/``w1`` arguments are not reproduced.
 
     Args:
@@ -131,7 +131,7 @@ class RegionCategoryLoss(FeatureLoss):
 
 @LOSSES.register_module()
 class PaddedRegionITCLoss(FeatureLoss):
-    """One-to-one region-text InfoNCE over zero-padded rows (the reference fallback without MPCL, §2.3, §7.9).
+    """One-to-one region-text InfoNCE over zero-padded rows (the reference fallback without MPCL, docs/reference/method.md §2.3, §7.9).
 
     Reproduces the reference exactly: region and text rows of invalid (padded) regions are set to zero,
     each rank's rows are padded with zeros to ``pad_to`` (the reference pads to ``batch_size·max_boxes``),

@@ -1,5 +1,5 @@
 """The CLIP logit-scale clamp: ``logit_scale`` (a log temperature) stays in ``[0, ln 100]``, as in
-open_clip's training loop and the FarSLIP reference (method §1.5 in docs/reference/method.md)."""
+open_clip's training loop and the FarSLIP reference (docs/reference/method.md §1.5 in docs/reference/method.md)."""
 from __future__ import annotations
 
 import math

@@ -1,6 +1,6 @@
 """The LongCLIP text tower: the 77→248 positional stretch for training, and its export.
 
-FarSLIP's ViT-B/16 checkpoints use Long-CLIP's knowledge-preserving stretch (farslip-method.md §2.5,
+FarSLIP's ViT-B/16 checkpoints use Long-CLIP's knowledge-preserving stretch (docs/reference/method.md §2.5,
 reference ``model.py`` ``load_from_pretrained_short_pe(keep_len=20)``): the first 20 rows of the 77-row
 table are kept; each later gap is filled with 4 linear steps,
 ``row[20+4i+j] = ((4−j)·P[20+i] + j·P[21+i]) / 4`` for i = 0..55, j = 0..3, and the last 4 rows

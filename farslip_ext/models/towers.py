@@ -121,6 +121,15 @@ def embed_tokens(visual: nn.Module, images: torch.Tensor) -> Tuple[torch.Tensor,
 
 
 # ================================================================================================ last blocks
+
+def _timm_attn_output(attn: nn.Module, mixed: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A timm attention's output path after the attention mix: optional norm and gate, projection, dropout."""
+    x = attn.norm(_merge(mixed))
+    gate = getattr(attn, "gate", None)
+    if gate is not None:
+        x = x * gate(y).sigmoid()
+    return attn.proj_drop(attn.proj(x))
+
 class LastBlock:
     """The last transformer block of a tower, split for the dense-attention variants.
 
@@ -197,12 +206,7 @@ class TimmLastBlock(LastBlock):
         return attn.q_norm(q), attn.k_norm(k), v
 
     def attn_output(self, mixed, y):
-        attn = self.block.attn
-        x = attn.norm(_merge(mixed))
-        gate = getattr(attn, "gate", None)
-        if gate is not None:
-            x = x * gate(y).sigmoid()
-        return attn.proj_drop(attn.proj(x))
+        return _timm_attn_output(self.block.attn, mixed, y)
 
     def residual(self, x, o):
         blk = self.block
@@ -249,12 +253,7 @@ class EvaLastBlock(LastBlock):
         return q, k, v
 
     def attn_output(self, mixed, y):
-        attn = self.block.attn
-        x = attn.norm(_merge(mixed))
-        gate = getattr(attn, "gate", None)
-        if gate is not None:
-            x = x * gate(y).sigmoid()
-        return attn.proj_drop(attn.proj(x))
+        return _timm_attn_output(self.block.attn, mixed, y)
 
     def residual(self, x, o):
         blk = self.block
@@ -323,7 +322,7 @@ class Tower:
         if x.shape[1] != want:
             raise ValueError(f"the {self.family} tower gave {x.shape[1]} tokens for a {grid[0]}x{grid[1]} grid "
                              f"(+{self.num_prefix_tokens} prefix) = {want}: patch dropout is active; dense features "
-                             f"need every token (switch patch dropout off, farslip-method.md §7.16)")
+                             f"need every token (switch patch dropout off, docs/reference/method.md §7.16)")
 
 
 class OpenCLIPViTTower(Tower):

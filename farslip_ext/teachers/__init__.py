@@ -1,4 +1,4 @@
-"""Distillation teachers (method spec §1.4). Importing this package registers them in ``TEACHERS``."""
+"""Distillation teachers (docs/reference/method.md §1.4). Importing this package registers them in ``TEACHERS``."""
 from farslip_ext.teachers.teachers import (
     LOGIT_SCALE_MAX,
     ActiveTeacher,

@@ -1,6 +1,6 @@
-"""Distillation teachers (method spec §1.4): ``ActiveTeacher`` (reference), ``EMATeacher``, ``FrozenTeacher``.
+"""Distillation teachers (docs/reference/method.md §1.4): ``ActiveTeacher`` (reference), ``EMATeacher``, ``FrozenTeacher``.
 
-A teacher decides which module computes the distillation *targets* (the crop features of §1.3) and
+A teacher decides which module computes the distillation *targets* (the crop features of docs/reference/method.md §1.3) and
 whether they carry gradient. The small interface the training task uses::
 
     teacher.setup(student)                 # once, after pretrained loading / LongCLIP stretch / freezing
@@ -84,10 +84,10 @@ class Teacher:
 
 @TEACHERS.register_module()
 class ActiveTeacher(Teacher):
-    """No teacher: targets come from the student's own forward, with gradient (reference default, §1.4).
+    """No teacher: targets come from the student's own forward, with gradient (reference default, docs/reference/method.md §1.4).
 
     FineCLIP-style real-time self-distillation (``--distill-type active``): both the RoI side and the
-    crop side of the distillation loss move (§7.4). ``target_model`` returns the student itself.
+    crop side of the distillation loss move (docs/reference/method.md §7.4). ``target_model`` returns the student itself.
     """
 
     targets_require_grad = True
@@ -144,7 +144,7 @@ class _CopyTeacher(Teacher):
 
 @TEACHERS.register_module()
 class FrozenTeacher(_CopyTeacher):
-    """A frozen copy of the student made at ``setup``, never updated (``--distill-type frozen``, §1.4).
+    """A frozen copy of the student made at ``setup``, never updated (``--distill-type frozen``, docs/reference/method.md §1.4).
 
     Targets are computed under ``no_grad``. The reference forbids combining it with any ITC loss (an
     assert in its training script); enforcing that is the training task's job.
@@ -153,7 +153,7 @@ class FrozenTeacher(_CopyTeacher):
 
 @TEACHERS.register_module()
 class EMATeacher(_CopyTeacher):
-    """Exponential-moving-average teacher (``--distill-type ema``, the reference's params default, §1.4).
+    """Exponential-moving-average teacher (``--distill-type ema``, the reference's params default, docs/reference/method.md §1.4).
 
     ``update(student)``: ``θ_t ← m·θ_t + (1−m)·θ_s`` over all parameters (text tower included) and all
     floating-point buffers, with one fused ``lerp`` over all tensors (:func:`farslip_ext.compat.foreach_lerp_`); buffers that are not floating point, or hold
@@ -163,7 +163,7 @@ class EMATeacher(_CopyTeacher):
 
     Timing: by default the update runs in :meth:`after_optimizer_step`, so the teacher averages the
     weights after the step. The reference updates after ``backward()`` and **before**
-    ``optimizer.step()`` (the teacher lags one step, §7.5); ``update_before_step=True`` reproduces that
+    ``optimizer.step()`` (the teacher lags one step, docs/reference/method.md §7.5); ``update_before_step=True`` reproduces that
     by updating in :meth:`before_optimizer_step` instead.
 
     Args:

@@ -17,26 +17,23 @@ from PIL import Image
 
 # Imported at collection, before conftest's per-test registry snapshots (see test_zeroshot.py).
 import farslip_ext.evaluation as ev
-from farslip_ext.published import load_published_results
 from farslip_ext.cli import main as cli_main
-from tests.helpers.fake_clip import FakeCLIP, FakeTokenizer, IdTransform
+from farslip_ext.published import load_published_results
+from tests.helpers.fake_clip import (
+    FakeCLIP,
+    FakeTokenizer,
+    IdTransform,
+    save_id_png,
+    write_csv,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-PREFIX = "a satellite image. "  # method §4.6, written out here
+PREFIX = "a satellite image. "  # docs/reference/method.md §4.6, written out here
 
 
 # ------------------------------------------------------------------------------ designed fake model
-def save_id_png(path: Path, image_id: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (8, 8), (image_id, 3, 3)).save(path)
 
 
-def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(",".join(header) + "\n")
-        for r in rows:
-            f.write(",".join(str(x) for x in r) + "\n")
 
 
 # --------------------------------------------------------------------------------------- brute force

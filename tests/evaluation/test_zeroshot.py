@@ -3,6 +3,7 @@ is known in advance, the eight SkyScript layouts and splits, bad rows, templates
 through a real tiny open_clip model (checked against an independent loop over stock open_clip)."""
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -18,7 +19,10 @@ from PIL import Image
 import farslip_ext.evaluation as ev
 from farslip_ext.cli import main as cli_main
 from farslip_ext.registry import EVAL_DATASETS, TEMPLATES
-from tests.helpers.fake_clip import FakeCLIP, FakeTokenizer, IdTransform
+from tests.helpers.fake_clip import FakeCLIP, FakeTokenizer, IdTransform, write_csv
+from tests.helpers.fake_clip import save_id_png as _save_png
+
+save_id_png = functools.partial(_save_png, fill=7)
 
 CLASSES = ["forest", "river", "farmland", "desert", "harbor", "airport", "beach"]  # 7 classes: top-5 is non-trivial
 T1, T2 = "a satellite photo of {}.", "a satellite image of {}"  # FarSLIP's two prompts, written out here
@@ -65,17 +69,8 @@ def image_with_rank(label: int, rank: int, n_classes: int, rng: random.Random) -
     return v
 
 
-def save_id_png(path: Path, image_id: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (8, 8), (image_id, 7, 7)).save(path)
 
 
-def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(",".join(header) + "\n")
-        for r in rows:
-            f.write(",".join(str(x) for x in r) + "\n")
 
 
 # --------------------------------------------------------------------------------------- brute force

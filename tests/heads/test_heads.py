@@ -1,4 +1,4 @@
-"""Region heads (method spec §2.2) against independent computations.
+"""Region heads (docs/reference/method.md §2.2) against independent computations.
 
 ``brute_roi_mean`` re-derives torchvision's ``roi_align(aligned=True, sampling_ratio=-1)`` followed by
 the mean over the output bins with explicit Python loops and scalar bilinear interpolation; it is also

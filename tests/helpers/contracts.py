@@ -180,7 +180,7 @@ def check_dense_variant(name: str, registry, model, images: torch.Tensor, ignore
 
 
 def fork_maskclip_tokens(visual, images: torch.Tensor) -> torch.Tensor:
-    """The training fork's MaskCLIP dense tokens, written out (farslip-method.md §4.1):
+    """The training fork's MaskCLIP dense tokens, written out (docs/reference/method.md §4.1):
     x' = x + out_proj(v(ln_1 x)), then x' + mlp(ln_2 x'), then ln_post and proj; (B, 1+N, D)."""
     blk = visual.transformer.resblocks[-1]
     x = openai_trunk(visual, images)

@@ -1,6 +1,7 @@
 """Known-answer fakes for the evaluator tests: a CLIP whose embeddings are looked up from designed tables."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -39,3 +40,18 @@ class FakeCLIP(torch.nn.Module):
     def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         f = self.text_table[tokens[:, 0]]
         return torch.nn.functional.normalize(f, dim=-1) if normalize else f
+
+
+def save_id_png(path: Path, image_id: int, fill: int = 3) -> None:
+    """An 8×8 PNG whose red channel is ``image_id`` (what :class:`IdTransform` reads back)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (image_id, fill, fill)).save(path)
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """A plain comma-separated file (no quoting: the values of the tests hold no commas)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(",".join(header) + "\n")
+        for r in rows:
+            f.write(",".join(str(x) for x in r) + "\n")

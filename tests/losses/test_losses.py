@@ -1,4 +1,4 @@
-"""Losses (method spec §1.3, §1.5, §2.3) against independent computations: explicit Python loops over
+"""Losses (docs/reference/method.md §1.3, §1.5, §2.3) against independent computations: explicit Python loops over
 small tensors, hand-worked values and open_clip's ClipLoss where a variant reduces to it."""
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def _loop_mpcl(v, t, labels, scale):
     return 0.5 * (total_v / len(keep) + total_t / len(keep))
 
 
-# ---------------------------------------------------------------- global ITC (§1.5)
+# ---------------------------------------------------------------- global ITC (docs/reference/method.md §1.5)
 def test_global_itc_matches_loops_and_weight():
     img, txt = _unit(5, 4, 0), _unit(5, 4, 1)
     scale = torch.tensor(7.5, dtype=torch.float64)
@@ -74,7 +74,7 @@ def test_global_itc_matches_loops_and_weight():
     assert half.item() == pytest.approx(0.5 * expected, rel=1e-10)
 
 
-# ---------------------------------------------------------------- distillation (§1.3)
+# ---------------------------------------------------------------- distillation (docs/reference/method.md §1.3)
 GRID = (3, 4)
 
 
@@ -166,7 +166,7 @@ def test_distill_no_valid_box_is_zero_with_grad_path():
     assert torch.equal(gp.grad, torch.zeros_like(gp))
 
 
-# ---------------------------------------------------------------- region-category MPCL (§2.3)
+# ---------------------------------------------------------------- region-category MPCL (docs/reference/method.md §2.3)
 def test_region_category_loss_matches_double_loops():
     v, t = _unit(7, 4, 10), _unit(7, 4, 11)
     labels = torch.tensor([3, 1, -1, 3, 2, 1, 3])
@@ -208,7 +208,7 @@ def test_region_category_no_valid_label_is_zero_not_nan():
     assert out.item() == 0.0 and out.requires_grad
 
 
-# ---------------------------------------------------------------- padded one-to-one region ITC (§2.3, §7.9)
+# ---------------------------------------------------------------- padded one-to-one region ITC (docs/reference/method.md §2.3, §7.9)
 def test_padded_region_itc_keeps_zero_columns_and_ignores_padded_targets():
     v, t = _unit(5, 4, 40), _unit(5, 4, 41)
     valid = torch.tensor([True, False, True, True, False])

@@ -1,5 +1,5 @@
 """The losses under torch.distributed: 2 gloo processes (CPU), each holding half of the batch, against
-one process holding the whole batch (method spec §1.5, §2.3).
+one process holding the whole batch (docs/reference/method.md §1.5, §2.3).
 
 What is true, and asserted:
 

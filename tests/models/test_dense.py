@@ -15,18 +15,6 @@ from tests.helpers.contracts import check_dense_variant, fork_maskclip_tokens, n
 VARIANTS = ["vanilla", "MaskCLIP", "SCLIP", "ClearCLIP", "SegEarth", "NACLIP"]
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    model = open_clip.create_model("farslip-test-tiny").eval()
-    # make every weight non-trivial (LayerNorms and biases too) so that mistakes cannot hide
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-    return model
-
-
 @pytest.mark.parametrize("ignore_residual", [True, False])
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_variant_matches_per_head_loops(tiny, variant, ignore_residual):
@@ -39,7 +27,7 @@ def test_variant_matches_per_head_loops(tiny, variant, ignore_residual):
 
 def test_maskclip_training_default_is_the_fork_formula(tiny):
     """ignore_residual=None selects each variant's training-fork rule: MaskCLIP keeps residual + MLP,
-    x' = x + out_proj(v(ln_1 x)), then x' + mlp(ln_2 x') (farslip-method.md §4.1), written out here;
+    x' = x + out_proj(v(ln_1 x)), then x' + mlp(ln_2 x') (docs/reference/method.md §4.1), written out here;
     SegEarth drops both; the OVSS default (True) drops them for MaskCLIP too."""
     images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():

@@ -3,24 +3,12 @@ block's weights, with and without the residual path (tests/helpers/contracts.py 
 formulas; a variant outside farslip_ext brings its own ``reference_weights``)."""
 from __future__ import annotations
 
-import open_clip
 import pytest
 import torch
 
 from farslip_ext.models import DenseAttention
 from farslip_ext.registry import DENSE_ATTN
 from tests.helpers.contracts import check_dense_variant, variant_weights
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    model = open_clip.create_model("farslip-test-tiny").eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-    return model
 
 
 @pytest.mark.parametrize("ignore_residual", [True, False])

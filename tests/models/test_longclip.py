@@ -14,7 +14,7 @@ from tests.helpers.checkpoints import random_state_dict, save_container
 
 
 def _hand_stretch(P):
-    """farslip-method.md §2.5, written out row by row."""
+    """docs/reference/method.md §2.5, written out row by row."""
     rows = [P[i].clone() for i in range(20)]
     for i in range(56):
         for j in range(4):

@@ -1,4 +1,4 @@
-"""Teachers (method spec §1.4, §7.5): active, EMA and frozen, against hand-computed updates."""
+"""Teachers (docs/reference/method.md §1.4, §7.5): active, EMA and frozen, against hand-computed updates."""
 from __future__ import annotations
 
 import math
