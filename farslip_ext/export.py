@@ -18,7 +18,7 @@ import torch
 from farslip_ext.convert import check_finite
 from farslip_ext.io import atomic_path, check_destination
 
-__all__ = ["export_hub_folder"]
+__all__ = ["export_hub_folder", "usage_lines"]
 
 
 def _preprocess_cfg(model: torch.nn.Module) -> Dict[str, Any]:
@@ -48,6 +48,19 @@ def _model_cfg_for(model: torch.nn.Module, arch: Optional[str], model_cfg: Optio
     if ctx is not None:
         cfg.setdefault("text_cfg", {})["context_length"] = int(ctx)
     return cfg
+
+
+def usage_lines(repo_id: Optional[str], folder: str, context_length: int = 77) -> str:
+    """The model card's usage block: ``hf-hub:<repo_id>``, or the local folder plus the Hub form to fill in."""
+    load = ("model, _, preprocess = open_clip.create_model_and_transforms('{0}')\n"
+            "tokenizer = open_clip.get_tokenizer('{0}')")
+    note = f"# the tokenizer pads to {context_length} tokens, the text context these weights were trained with\n"
+    if repo_id:
+        body = load.format(f"hf-hub:{repo_id}")
+    else:
+        body = (f"# from this folder\n{load.format(f'local-dir:{folder}')}\n"
+                f"# after uploading the folder to the Hugging Face Hub as ORG/NAME\n{load.format('hf-hub:ORG/NAME')}")
+    return f"```python\nimport open_clip\n{note}{body}\n```\n"
 
 
 def export_hub_folder(
@@ -84,7 +97,7 @@ def export_hub_folder(
     with atomic_path(out / "open_clip_model.safetensors") as tmp:
         save_file(sd, str(tmp), metadata={"format": "pt"})
     name = arch or out.name
-    ref = f"hf-hub:{repo_id}" if repo_id else f"local-dir:{out.name}"
+    ctx = cfg["text_cfg"].get("context_length", 77)
     card = {
         "tags": list(tags),
         "license": license,
@@ -93,15 +106,11 @@ def export_hub_folder(
             "Architecture": name,
             "Source": source or "unspecified",
             "License": license,
-            "Text context length": cfg["text_cfg"].get("context_length", 77),
+            "Text context length": ctx,
             "QuickGELU": bool(cfg.get("quick_gelu", False)),
             "Preprocessing": pp,
         },
-        "usage": (
-            "```python\nimport open_clip\n"
-            f"model, _, preprocess = open_clip.create_model_and_transforms('{ref}')\n"
-            f"tokenizer = open_clip.get_tokenizer('{ref}')\n```\n"
-        ),
+        "usage": usage_lines(repo_id, out.name, ctx),
     }
     with atomic_path(out / "README.md") as tmp:
         tmp.write_text(generate_readme(card, name), encoding="utf-8")

@@ -5,7 +5,9 @@ which cannot be downloaded everywhere. With ``pretrained`` set it loads released
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
 from typing import Any, Dict, Optional, Sequence
 
@@ -17,15 +19,36 @@ DEFAULT_PROMPTS = ("a satellite image of farmland", "a satellite image of a rive
                    "a satellite image of buildings", "a satellite image of a forest")
 
 
+class _DropRandomInitNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _expected_random_init(active: bool):
+    """open_clip warns 'Model initialized randomly'; without --pretrained that is the point of the check."""
+    flt = _DropRandomInitNotice()
+    handlers = logging.getLogger().handlers if active else []
+    for h in handlers:
+        h.addFilter(flt)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(flt)
+
+
 def run_selfcheck(arch: str = "farslip-vitb16", pretrained: Optional[str] = None,
                   prompts: Sequence[str] = DEFAULT_PROMPTS, device: str = "cpu") -> Dict[str, Any]:
+    """Build ``arch`` (with ``pretrained`` weights, else random), encode the embedded image and ``prompts``."""
     from PIL import Image
 
     import farslip_ext
     from farslip_ext.assets import SELFCHECK_IMAGE
 
     t0 = time.perf_counter()
-    model, _, preprocess = farslip_ext.create_model_and_transforms(arch, pretrained=pretrained, device=device)
+    with _expected_random_init(pretrained is None):
+        model, _, preprocess = farslip_ext.create_model_and_transforms(arch, pretrained=pretrained, device=device)
     model.eval()
     tokenizer = farslip_ext.get_tokenizer(model, arch)
     t_build = time.perf_counter() - t0
@@ -38,7 +61,11 @@ def run_selfcheck(arch: str = "farslip-vitb16", pretrained: Optional[str] = None
         probs = (100.0 * img @ txt.T).softmax(dim=-1)[0]
     t_fwd = time.perf_counter() - t1
     if not (torch.isfinite(img).all() and torch.isfinite(txt).all()):
-        raise RuntimeError(f"self-check of {arch}: non-finite embeddings")
+        from farslip_ext.errors import NonFiniteWeightsError
+
+        raise NonFiniteWeightsError(f"self-check of {arch} ({pretrained or 'random init'}): the embeddings hold NaN "
+                                    f"or infinite values; the weights or the install are broken (reinstall, or try "
+                                    f"--pretrained with another file)")
     return {
         "arch": arch,
         "pretrained": pretrained,

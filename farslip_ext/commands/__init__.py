@@ -5,11 +5,30 @@ A command module defines ``register(subparsers) -> None`` that adds its parser a
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import pkgutil
+import re
 from typing import Any, List
 
-__all__ = ["command_modules", "register_all"]
+__all__ = ["command_modules", "register_all", "plain_text", "set_help"]
+
+_ROLE = re.compile(r":(?:func|mod|class|meth|attr|data|obj|exc):`~?([^`]+)`")
+_LITERAL = re.compile(r"``([^`]+)``")
+
+
+def plain_text(text: str) -> str:
+    """``text`` (a docstring) without reStructuredText markup, for ``--help``: ``x`` and :func:`x` become x."""
+    return _LITERAL.sub(r"\1", _ROLE.sub(r"\1", text or ""))
+
+
+def set_help(parser: argparse.ArgumentParser, dest: str, text: str) -> None:
+    """Describe an argument that a shared helper added without a help text."""
+    for action in parser._actions:
+        if action.dest == dest:
+            action.help = text
+            return
+    raise KeyError(f"{parser.prog} has no argument {dest!r}")
 
 
 def command_modules() -> List[str]:

@@ -71,11 +71,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
+    from farslip_ext.commands import plain_text
     from farslip_ext.precision import PRECISIONS
 
     s = sub.add_parser("benchmark", help="the RS CLIP zoo on OVSS, zero-shot classification and retrieval: one "
                                          "resumable leaderboard beside the paper's numbers",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=plain_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--models", default=None,
                    help="comma-separated model specs: zoo aliases, ARCH:TAG, ARCH:FILE, FILE, hf-hub:/local-dir:, "
                         "LABEL=SPEC")
@@ -84,7 +85,8 @@ def register(sub) -> None:
                                                                       "retrieval (ret); default: all three")
     g = s.add_argument_group("data")
     g.add_argument("--data-root", default=None, help="SkyScript benchmark folder (zeroshot, retrieval)")
-    g.add_argument("--image-root", default=None, help="folder the CSVs' filepaths are relative to (default: --data-root)")
+    g.add_argument("--image-root", default=None,
+                   help="folder the CSVs' filepaths are relative to (default: --data-root)")
     g.add_argument("--ovss-data-root", default=None, help="segmentation data folder (OpenEarthMap/, LoveDA/, ...)")
     g.add_argument("--zeroshot-datasets", default=None, help="subset of the 8 classification sets (default: all)")
     g.add_argument("--retrieval-datasets", default=None,
@@ -101,7 +103,8 @@ def register(sub) -> None:
     r.add_argument("--device", default="auto", help="cuda, cuda:1, cpu; default: cuda if available")
     r.add_argument("--precision", default="amp", choices=PRECISIONS,
                    help="amp (default: fp16 autocast on CUDA as the reference, fp32 on a CPU), amp_bf16, fp32, ...")
-    r.add_argument("--batch-size", type=int, default=128)
+    r.add_argument("--batch-size", type=int, default=128,
+                   help="images (or texts) per forward pass (default: 128); lower it when memory runs out")
     r.add_argument("--workers", type=int, default=4, help="data-loader processes")
     r.add_argument("--rerun", action="store_true", help="evaluate every cell again instead of reusing finished ones")
     r.add_argument("--strict", action="store_true",

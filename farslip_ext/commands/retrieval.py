@@ -1,4 +1,4 @@
-"""``farslip retrieval``: zero-shot image-text retrieval on RSICD, RSITMD, UCM-captions, SkyScript (method §4.6).
+"""``farslip retrieval``: zero-shot image-text retrieval on RSICD, RSITMD, UCM-captions, SkyScript (docs/evaluation.md).
 
     farslip retrieval --model farslip-vitb16 --pretrained s2 --data-root /data/benchmark --output-dir results/
     farslip retrieval --model farslip-vitb32 --pretrained s1 --data-root /data/benchmark --datasets RSICD,UCM
@@ -14,7 +14,6 @@ from farslip_ext.evaluation.csv_datasets import RETRIEVAL_BENCHMARKS
 def _run(args: argparse.Namespace) -> int:
     from farslip_ext.evaluation import _cli
     from farslip_ext.evaluation.csv_datasets import ImageTextRetrievalCsv
-    from farslip_ext.loading import load
     from farslip_ext.evaluation.report import (
         TASK_RETRIEVAL,
         clip_benchmark_record,
@@ -22,6 +21,7 @@ def _run(args: argparse.Namespace) -> int:
         retrieval_percent,
     )
     from farslip_ext.evaluation.retrieval import run_retrieval_benchmarks
+    from farslip_ext.loading import load
 
     if args.csv:
         datasets = [ImageTextRetrievalCsv(args.csv, image_root=args.image_root, caption_key=args.caption_key,
@@ -50,11 +50,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
+    from farslip_ext.commands import plain_text, set_help
     from farslip_ext.evaluation import _cli
 
     s = sub.add_parser("retrieval", help="zero-shot image-text retrieval (R@1/5/10/100, mean recall)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=plain_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     _cli.add_model_args(s)
+    set_help(s, "batch_size", "images (or texts) per forward pass (default: 128); lower it when memory runs out")
     g = _cli.add_data_args(s, "all", list(RETRIEVAL_BENCHMARKS))
     g.add_argument("--caption-key", default="title", help="caption column of --csv")
     g.add_argument("--caption-prefix", default="", help="text put before every caption of --csv "

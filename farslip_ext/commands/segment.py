@@ -8,13 +8,22 @@ import json
 import sys
 from typing import Optional
 
-#: ``--pretrained`` when not given: the released stage-2 weights of the FarSLIP architectures.
-DEFAULT_TAGS = {"farslip-vitb16": "s2", "farslip-vitb32": "s2"}
+#: ``--pretrained`` when not given, in order of preference: the released stage-2, then stage-1 weights of
+#: the architecture (``farslip-vitb16`` has s2; ``farslip-vitb32`` only s1, its s2 is ``farslip-vitb32-ctx248``).
+DEFAULT_TAGS = ("s2", "s1")
+
+
+def default_tag(model: str) -> Optional[str]:
+    """The tag ``farslip segment --model MODEL`` uses without ``--pretrained`` (None: not a FarSLIP model)."""
+    from farslip_ext.catalogue import CATALOGUE
+
+    tags = CATALOGUE.entries().get(model, {})
+    return next((t for t in DEFAULT_TAGS if t in tags), None)
 
 
 def _pretrained(args: argparse.Namespace) -> Optional[str]:
     if args.pretrained is None:
-        return DEFAULT_TAGS.get(args.model)
+        return default_tag(args.model)
     return "random" if args.pretrained.lower() in ("none", "random") else args.pretrained
 
 
@@ -65,8 +74,9 @@ def register(sub) -> None:
                    help="the CLIP: farslip name, stock open_clip name, hf-hub:ORG/REPO, local-dir:PATH or a checkpoint "
                         "file (default farslip-vitb16)")
     g.add_argument("--pretrained", default=None,
-                   help="its weights: tag (s1, s2, openai, ...) or checkpoint path; default s2 for the farslip models; "
-                        "'random' (or 'none') = random weights on purpose")
+                   help="its weights: tag (s1, s2, openai, ...) or checkpoint path; default: the model's released "
+                        "stage-2 weights (s2), else its stage-1 weights (s1); 'random' (or 'none') = random "
+                        "weights on purpose")
     g.add_argument("--preset", default="farslip",
                    help="segmentor settings: farslip (default; the FarSLIP protocol), segearth (SegEarth-OV's "
                         "λ=-0.3 and native-size windows) or a plugin's preset")

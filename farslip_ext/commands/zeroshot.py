@@ -1,4 +1,4 @@
-"""``farslip zeroshot``: zero-shot scene classification on the SkyScript benchmark layouts (method §4.6).
+"""``farslip zeroshot``: zero-shot scene classification on the SkyScript benchmark layouts (docs/evaluation.md).
 
     farslip zeroshot --model farslip-vitb16 --pretrained s2 --data-root /data/benchmark --output-dir results/
     farslip zeroshot --model ViT-B-32 --pretrained openai --data-root /data/benchmark --datasets aid,eurosat
@@ -14,7 +14,6 @@ from farslip_ext.evaluation.csv_datasets import PUBLISHED_CLASSIFICATION
 def _run(args: argparse.Namespace) -> int:
     from farslip_ext.evaluation import _cli
     from farslip_ext.evaluation.csv_datasets import SceneClassificationCsv
-    from farslip_ext.loading import load
     from farslip_ext.evaluation.report import (
         TASK_CLASSIFICATION,
         clip_benchmark_record,
@@ -23,6 +22,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     from farslip_ext.evaluation.templates import build_templates
     from farslip_ext.evaluation.zeroshot import mean_over_datasets, run_zeroshot_benchmarks
+    from farslip_ext.loading import load
 
     templates = build_templates(args.templates)
     if args.csv:
@@ -56,11 +56,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
+    from farslip_ext.commands import plain_text, set_help
     from farslip_ext.evaluation import _cli
 
     s = sub.add_parser("zeroshot", help="zero-shot scene classification (top-1/top-5) on the SkyScript benchmarks",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=plain_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     _cli.add_model_args(s)
+    set_help(s, "batch_size", "images (or texts) per forward pass (default: 128); lower it when memory runs out")
     g = _cli.add_data_args(s, "all", PUBLISHED_CLASSIFICATION)
     g.add_argument("--classnames", default=None, help="class-name list for --csv (one per line)")
     g.add_argument("--label-key", default="label", help="label column of --csv")

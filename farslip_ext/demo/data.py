@@ -1,14 +1,17 @@
 """The demo's embedded dataset: seeded synthetic scenes written in the real on-disk formats.
 
 Everything comes from :mod:`farslip_ext.data.synthetic` (fabricated nadir scenes with exact masks,
-scene labels, short/long captions and region boxes). Each part has its own seed stream, so the
-pretraining pairs, the two training sets and the evaluation sets never share a scene:
+scene labels, short/long captions and region boxes). Each part has its own seed stream
+(:func:`stream_seed`), so the pretraining pairs, the training, validation and test sets never share
+a scene (:data:`SPLITS`; ``tests/demo`` checks it by image hashes):
 
 =================  ==========================================================  ====================
 part               layout                                                      read by
 =================  ==========================================================  ====================
 ``rs5m/``          RS5M webdataset shards (``img_content``/``img_name``/``caption``)  stage 1 (``RS5MWebDataset``)
 ``mgrs/``          MGRS-200k ``text_info.json`` + ``global_imgs/``              stage 2 (``MGRSJsonDataset``)
+``rs5m_val/``      the same format as ``rs5m/``, other scenes                  held-out stage-1 objective
+``mgrs_val/``      the same format as ``mgrs/``, other scenes                  held-out stage-2 objective
 ``cls/``           SkyScript classification CSV ``filepath,label`` + ``classnames.txt``  zero-shot classification
 ``retrieval/``     SkyScript CSV ``filepath,title,label``                      image-text retrieval
 ``ovss/``          ``OpenEarthMap/img_dir/val/*.tif`` + ``ann_dir/val/*.tif``  OVSS (mmseg ``Runner.test()``)
@@ -38,6 +41,8 @@ __all__ = [
     "QUICK_SIZES",
     "DemoData",
     "SEED_OFFSETS",
+    "SPLITS",
+    "stream_seed",
     "OVSS_BENCHMARK",
     "OVSS_CLASS_MAP",
     "OVSS_CLASS_NAMES",
@@ -54,9 +59,29 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 
-#: Offsets added to the user seed for each data stream (so no scene is shared between them).
+#: Offsets added to the seed of the demo CLIP's pretraining data (``pretrain``) and of its held-out
+#: check (``pretrain_eval``); the demo's own parts get :func:`stream_seed` instead.
 SEED_OFFSETS: Dict[str, int] = dict(pretrain=1000, pretrain_eval=2000, rs5m=10, mgrs=20, cls=30, retrieval=40,
-                                    ovss=50)
+                                    ovss=50, rs5m_val=60, mgrs_val=70)
+
+#: What each part of a demo run is used for: training, validation (the held-out training objective)
+#: or test (the reported zero-shot, retrieval and OVSS metrics). No scene is in two parts.
+SPLITS: Dict[str, str] = dict(rs5m="train (stage 1)", mgrs="train (stage 2)", rs5m_val="validation (stage 1)",
+                              mgrs_val="validation (stage 2)", cls="test", retrieval="test", ovss="test")
+
+
+def stream_seed(seed: int, part: str) -> int:
+    """The seed of one part of the demo data for the run seed ``seed`` (a well-mixed 32-bit number).
+
+    ``seed + offset`` would let ``--seed 970`` draw the test scenes from the stream the demo CLIP
+    was pretrained on (``0 + 1000``); mixing ``(seed, part)`` keeps every part of every run apart
+    from the pretraining streams.
+    """
+    s = syn.scene_seed(int(seed), 1_000_000 + SEED_OFFSETS[part])
+    reserved = {SEED_OFFSETS["pretrain"], SEED_OFFSETS["pretrain_eval"], SEED_OFFSETS["pretrain_eval"] + 1}
+    if s in reserved:  # pragma: no cover - a 1 in 10^9 event, but a silent overlap would be worse
+        raise ValueError(f"demo seed {seed} maps part {part!r} onto a pretraining stream; use another --seed")
+    return s
 
 #: The benchmark layout the demo's OVSS set is written in (see farslip_ext.segmentation.benchmarks).
 OVSS_BENCHMARK = "openearthmap"
@@ -93,11 +118,13 @@ class DemoSizes:
     retrieval: int = 200
     ovss: int = 12
     ovss_size: int = 192
+    rs5m_val: int = 128
+    mgrs_val: int = 64
 
 
 FULL_SIZES = DemoSizes()
 QUICK_SIZES = DemoSizes(scene_size=96, rs5m=24, rs5m_shard=12, mgrs=12, mgrs_size=128, cls_per_class=2,
-                        retrieval=16, ovss=2, ovss_size=96)
+                        retrieval=16, ovss=2, ovss_size=96, rs5m_val=8, mgrs_val=8)
 
 
 @dataclass
@@ -116,6 +143,9 @@ class DemoData:
     retrieval_csv: Path
     ovss_root: Path
     ovss_class_names: Path
+    rs5m_val_urls: str = ""
+    mgrs_val_json: Path = Path()
+    mgrs_val_images: Path = Path()
     extra_ovss: Dict[str, Path] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, object]:
@@ -224,20 +254,50 @@ def write_demo_data(root: PathLike, sizes: DemoSizes = FULL_SIZES, seed: int = 0
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     s = sizes
-    shards = syn.write_rs5m_shards(root / "rs5m", n=s.rs5m, shard_size=s.rs5m_shard, seed=seed + SEED_OFFSETS["rs5m"],
-                                   size=s.scene_size, prefix="demo-train")
+    shards = syn.write_rs5m_shards(root / "rs5m", n=s.rs5m, shard_size=s.rs5m_shard,
+                                   seed=stream_seed(seed, "rs5m"), size=s.scene_size, prefix="demo-train")
     urls = str(root / "rs5m" / f"demo-train-{{0000..{len(shards) - 1:04d}}}.tar")
-    mgrs_json = syn.write_mgrs(root / "mgrs", n=s.mgrs, seed=seed + SEED_OFFSETS["mgrs"], size=s.mgrs_size,
+    val_shards = syn.write_rs5m_shards(root / "rs5m_val", n=s.rs5m_val, shard_size=s.rs5m_shard,
+                                       seed=stream_seed(seed, "rs5m_val"), size=s.scene_size, prefix="demo-val")
+    val_urls = str(root / "rs5m_val" / f"demo-val-{{0000..{len(val_shards) - 1:04d}}}.tar")
+    mgrs_json = syn.write_mgrs(root / "mgrs", n=s.mgrs, seed=stream_seed(seed, "mgrs"), size=s.mgrs_size,
                                cap_every=5)
+    mgrs_val_json = syn.write_mgrs(root / "mgrs_val", n=s.mgrs_val, seed=stream_seed(seed, "mgrs_val"),
+                                   size=s.mgrs_size, cap_every=5)
     cls_csv, cls_names = syn.write_classification_csv(root / "cls", n_per_class=s.cls_per_class,
-                                                      seed=seed + SEED_OFFSETS["cls"], size=s.scene_size,
+                                                      seed=stream_seed(seed, "cls"), size=s.scene_size,
                                                       name="img_txt_pairs_val.csv")
-    ret_csv = syn.write_skyscript_csv(root / "retrieval", n=s.retrieval, seed=seed + SEED_OFFSETS["retrieval"],
+    ret_csv = syn.write_skyscript_csv(root / "retrieval", n=s.retrieval, seed=stream_seed(seed, "retrieval"),
                                       size=s.scene_size, name="img_txt_pairs_test.csv")
     ovss_root = root / "ovss"
-    write_ovss_openearthmap(ovss_root, s.ovss, seed + SEED_OFFSETS["ovss"], s.ovss_size)
+    write_ovss_openearthmap(ovss_root, s.ovss, stream_seed(seed, "ovss"), s.ovss_size)
     class_file = write_class_names(root / "ovss" / "cls_demo.txt")
     logger.info("embedded dataset written to %s", root)
     return DemoData(root=root, sizes=s, seed=seed, rs5m_urls=urls, rs5m_count=s.rs5m, mgrs_json=mgrs_json,
                     mgrs_images=root / "mgrs" / "global_imgs", cls_csv=cls_csv, cls_classnames=cls_names,
-                    retrieval_csv=ret_csv, ovss_root=ovss_root, ovss_class_names=class_file)
+                    retrieval_csv=ret_csv, ovss_root=ovss_root, ovss_class_names=class_file,
+                    rs5m_val_urls=val_urls, mgrs_val_json=mgrs_val_json,
+                    mgrs_val_images=root / "mgrs_val" / "global_imgs")
+
+
+def main(argv: Sequence[str] = None) -> int:
+    """``python -m farslip_ext.demo.data OUT [--quick] [--seed N]``: write the embedded dataset and print
+    its paths as JSON (the journeys in docs/journeys/ use it as "your data")."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m farslip_ext.demo.data",
+                                description="Write the demo's embedded dataset (synthetic scenes in the real on-disk "
+                                            "formats: RS5M shards, MGRS JSON, SkyScript CSVs, an OpenEarthMap-layout "
+                                            "OVSS set) into OUT and print its paths as JSON.")
+    p.add_argument("out", help="output folder (created; existing files of the same names are replaced)")
+    p.add_argument("--quick", action="store_true", help="the tiny sizes of `farslip demo --quick` (seconds)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the scenes (default 0)")
+    args = p.parse_args(argv)
+    data = write_demo_data(args.out, QUICK_SIZES if args.quick else FULL_SIZES, args.seed)
+    print(json.dumps(data.to_dict(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

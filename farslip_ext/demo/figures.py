@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -108,8 +108,10 @@ def metrics_figure(summary: List[Dict[str, Any]], phases: Sequence[str], out: Pa
     return out
 
 
-def training_figure(stages: Dict[str, Dict[str, Any]], out: Path) -> Path:
-    """Loss terms per step of each stage (from the loop's ``metrics.csv``)."""
+def training_figure(stages: Dict[str, Dict[str, Any]], out: Path,
+                    objectives: Optional[List[Dict[str, Any]]] = None) -> Path:
+    """Loss terms per step of each stage (from the loop's ``metrics.csv``) and, as stars, the stage's
+    held-out objective before and after it."""
     plt = _plt()
     fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.2), squeeze=False)
     for ax, (name, st) in zip(axes[0], stages.items()):
@@ -117,6 +119,10 @@ def training_figure(stages: Dict[str, Dict[str, Any]], out: Path) -> Path:
         steps = [r["step"] for r in log]
         for key in sorted({k for r in log for k in r if k.endswith("_loss")} | {"loss"}):
             ax.plot(steps, [r.get(key, float("nan")) for r in log], marker=".", label=key)
+        obj = next((o for o in objectives or [] if o.get("stage") == name), None)
+        if obj is not None and steps:
+            before = "start" if name == "stage1" else "stage1"
+            ax.plot([0, steps[-1]], [obj[before], obj[name]], "k*--", markersize=9, label="held-out objective")
         ax.set_title(f"{name} ({st['recipe']} recipe)", fontsize=9)
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
@@ -136,7 +142,7 @@ def write_figures(report: Dict[str, Any], out_dir: Path, n_overlays: int = 4) ->
     phases = list(report["phases"])
     written = [metrics_figure(report["summary"], phases, out_dir / "metrics.png")]
     if report["stages"]:
-        written.append(training_figure(report["stages"], out_dir / "training.png"))
+        written.append(training_figure(report["stages"], out_dir / "training.png", report.get("objectives")))
     sets = {"synthetic": Path(report["data"]["ovss_root"])}
     sets.update({k: Path(v) for k, v in report["data"]["extra_ovss"].items()})
     for name, root in sets.items():

