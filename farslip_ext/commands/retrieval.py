@@ -50,13 +50,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from farslip_ext.commands import plain_text, set_help
+    from farslip_ext.commands import plain_text
     from farslip_ext.evaluation import _cli
 
     s = sub.add_parser("retrieval", help="zero-shot image-text retrieval (R@1/5/10/100, mean recall)",
                        description=plain_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     _cli.add_model_args(s)
-    set_help(s, "batch_size", "images (or texts) per forward pass (default: 128); lower it when memory runs out")
     g = _cli.add_data_args(s, "all", list(RETRIEVAL_BENCHMARKS))
     g.add_argument("--caption-key", default="title", help="caption column of --csv")
     g.add_argument("--caption-prefix", default="", help="text put before every caption of --csv "

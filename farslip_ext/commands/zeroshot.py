@@ -56,13 +56,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from farslip_ext.commands import plain_text, set_help
+    from farslip_ext.commands import plain_text
     from farslip_ext.evaluation import _cli
 
     s = sub.add_parser("zeroshot", help="zero-shot scene classification (top-1/top-5) on the SkyScript benchmarks",
                        description=plain_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     _cli.add_model_args(s)
-    set_help(s, "batch_size", "images (or texts) per forward pass (default: 128); lower it when memory runs out")
     g = _cli.add_data_args(s, "all", PUBLISHED_CLASSIFICATION)
     g.add_argument("--classnames", default=None, help="class-name list for --csv (one per line)")
     g.add_argument("--label-key", default="label", help="label column of --csv")

@@ -22,7 +22,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", default="amp", choices=PRECISIONS,
                    help="amp = fp16 autocast on CUDA as the reference (default; fp32 on a CPU), amp_bf16 = bf16 autocast, "
                         "fp32, or low-precision weights fp16/bf16")
-    g.add_argument("--batch-size", type=int, default=128)
+    g.add_argument("--batch-size", type=int, default=128, help="images (or texts) per forward pass (default: 128); lower it when memory runs out")
     g.add_argument("--workers", type=int, default=4, help="data-loader processes")
 
 

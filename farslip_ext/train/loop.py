@@ -569,9 +569,10 @@ class Trainer:
         self.model.train()
         bar = None
         if self.dist.is_main and self.cfg.train.progress:
-            from tqdm.auto import tqdm
+            from farslip_ext.logs import progress
 
-            bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True)
+            # a bar on a terminal, plain periodic lines in logs and CI (farslip_ext.logs)
+            bar = progress(total=self.total_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         last: Dict[str, float] = {}
         t_last, n_last = time.perf_counter(), 0
         try:
