@@ -5,7 +5,7 @@
 
 Paths (each one full training step: forward, backward, optimizer step):
 
-* ``reference``: how the official code executes (farslip-method.md §1.2, §2.4, §7.18): separate encoder
+* ``reference``: how the official code executes (docs/reference/method.md §1.2, §2.4, §7.18): separate encoder
   calls for the global images and for the crops, dense maps computed for every image even when no loss
   uses them (stage 2), a per-parameter ("for") AdamW, fp16 autocast with a GradScaler on GPU (fp32 on
   CPU, where fp16 autocast is not a reference configuration);

@@ -1,6 +1,6 @@
 """One training step of the OFFICIAL FarSLIP code (github.com/NJU-LHRS/FarSLIP), stage 1 and stage 2, CPU fp32.
 
-    .venv/bin/python benchmarks/official/farslip_train_step.py --farslip-repo /tmp/official/FarSLIP \
+    .venv/bin/python benchmarks/official/farslip_train_step.py --farslip-repo $OFFICIAL/FarSLIP \
         [--stages 1,2] [--batch 2] [--crops 4] [--repeats 3] [--long-clip disable|load_from_clip]
 
 Each stage runs in its own child process with the checkout first on ``sys.path`` (its vendored

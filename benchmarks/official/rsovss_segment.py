@@ -1,6 +1,6 @@
 """OFFICIAL RS-OVSS segmentation (github.com/NJU-LHRS/RS-OVSS, ``CustomizedSegmentation``) on one image, CPU fp32.
 
-    .venv/bin/python benchmarks/official/rsovss_segment.py --rsovss-repo /tmp/official/RS-OVSS \
+    .venv/bin/python benchmarks/official/rsovss_segment.py --rsovss-repo $OFFICIAL/RS-OVSS \
         [--method FarSLIP2] [--vit ViT-B-16] [--size 448] [--classes 6] [--repeats 3] [--cold-repeats 2]
 
 The child process (the checkout first on ``sys.path``) builds the segmentor the way

@@ -242,8 +242,10 @@ def segment_raster(
             if built:
                 from farslip_ext.geo.predictor import build_predictor
 
+                # the text embeddings (minutes on a CPU the first time) get the same progress as the tiles
                 predictor = build_predictor(names, model, pretrained, window=win, stride=strd, preset=preset,
-                                            device=device, precision=precision, **segmentor_kwargs)
+                                            device=device, precision=precision,
+                                            **{"text_progress": progress, **segmentor_kwargs})
             seconds["load_model"] = time.perf_counter() - t0
 
             settings = dict(model=str(model) if built else None, pretrained=pretrained if built else None, preset=preset,

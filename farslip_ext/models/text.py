@@ -23,7 +23,8 @@ though not re-exported from ``open_clip/__init__``; we call it so that pooling i
 from __future__ import annotations
 
 import sys
-from typing import Callable, Iterable, NamedTuple, Optional, Union
+import weakref
+from typing import Any, Callable, Dict, Iterable, NamedTuple, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +40,8 @@ from open_clip.transformer import (
     text_global_pool,  # module-level in open_clip.transformer (see the module docstring)
 )
 from torch import nn
+
+from farslip_ext.compat import tensor_version
 
 __all__ = ["encode_text", "encode_texts_bucketed", "trim_unsupported_reason", "text_lengths"]
 
@@ -66,12 +69,25 @@ def _same_method(obj: object, cls: type, name: str) -> bool:
     return isinstance(obj, cls) and getattr(type(obj), name, None) is getattr(cls, name)
 
 
+#: id(mask) -> (weak reference, in-place version counter, verdict): the value check reads the mask once, not on every
+#: call (on a GPU it is a device-to-host sync; under torch.compile a graph break each step otherwise).
+_CAUSAL_SEEN: Dict[int, Tuple[Any, int, bool]] = {}
+
+
+@torch.compiler.disable
 def _causal(mask: object, n: int) -> bool:
     """A float (n, n) mask that forbids every future position (-inf strictly above the diagonal)."""
     if not isinstance(mask, torch.Tensor) or not mask.is_floating_point() or mask.shape != (n, n):
         return False
+    seen = _CAUSAL_SEEN.get(id(mask))
+    if seen is not None and seen[0]() is mask and seen[1] == tensor_version(mask):
+        return seen[2]
     upper = torch.ones(n, n, dtype=torch.bool, device=mask.device).triu_(1)
-    return bool(torch.isneginf(mask[upper]).all())
+    verdict = bool(torch.isneginf(mask[upper]).all())
+    if len(_CAUSAL_SEEN) > 256:
+        _CAUSAL_SEEN.clear()
+    _CAUSAL_SEEN[id(mask)] = (weakref.ref(mask), tensor_version(mask), verdict)
+    return verdict
 
 
 def _tower(model: nn.Module) -> Union[_Tower, str]:

@@ -2,7 +2,7 @@
 
 Every label is written as a single-channel PIL ``'L'`` image, read back and compared, and its values
 are checked against the dataset's label set. This is the fix for the most common SegEarth-OV
-complaint (§6): converters that save ``'P'`` images without a palette, after which labels decode as
+complaint (docs/reference/ovss-protocol.md §6): converters that save ``'P'`` images without a palette, after which labels decode as
 0/1 and classes silently disappear from the evaluation.
 
 =============  ==========================================================  ===================================
@@ -41,7 +41,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 import numpy as np
 from PIL import Image
 
-from farslip_ext.errors import LabelFormatError
+from farslip_ext.errors import DataError, LabelFormatError
 from farslip_ext.ovss.benchmarks import Benchmark, find_dataset_root, get_benchmark
 
 __all__ = [
@@ -257,10 +257,11 @@ def _source_roots(src: PathLike) -> Iterator[List[Path]]:
             dst = Path(tmp) / str(i) / (z.relative_to(src).with_suffix("") if src.is_dir() else Path(z.stem))
             logger.info("extracting %s", z)
             with zipfile.ZipFile(z) as zf:
+                root = dst.resolve()
                 for m in zf.infolist():
-                    target = (dst / m.filename).resolve()
-                    if not str(target).startswith(str(dst.resolve())):
-                        raise ValueError(f"{z}: refusing to extract {m.filename!r} outside the target folder")
+                    # resolved-path containment, not a string prefix (a sibling "<dst>x/" shares the prefix)
+                    if not (dst / m.filename).resolve().is_relative_to(root):
+                        raise DataError(f"{z}: refusing to extract {m.filename!r} outside the target folder")
                 zf.extractall(dst)
             roots.append(dst)
         yield roots

@@ -31,7 +31,7 @@ from farslip_ext.devices import resolve_device
 from farslip_ext.errors import ConfigError
 from farslip_ext.loading import CHECKPOINT_SUFFIXES, LoadedModel, get_tokenizer, load
 from farslip_ext.models import build_dense_attention, dense_forward
-from farslip_ext.models.dense_attn import check_supported_tower
+from farslip_ext.models.towers import tower_of
 from farslip_ext.ovss.checks import check_dataset_classes, check_label_values
 from farslip_ext.ovss.classnames import ClassNames, ClassNamesSpec, load_class_names
 from farslip_ext.ovss.settings import SegSettings, default_clip
@@ -172,7 +172,7 @@ class OVSSPredictor(nn.Module):
         visual = getattr(net, "visual", None)
         if visual is None:
             raise TypeError(f"{desc} has no .visual tower; the segmentor needs an OpenCLIP CLIP model")
-        check_supported_tower(visual)
+        tower = tower_of(visual)  # UnsupportedTowerError (a TypeError) naming the supported families
 
         self.clip = net
         self.tokenizer = tok
@@ -186,7 +186,7 @@ class OVSSPredictor(nn.Module):
         self.slide_stride = pair(settings.slide_stride, "slide_stride")
         self.window_size = pair(visual.image_size if settings.window_size is None else settings.window_size,
                                 "window_size")
-        self.patch_size = pair(visual.patch_size, "patch_size")
+        self.patch_size = pair(tower.patch_size, "patch_size")
         self.precision = prec
         self.text_progress = text_progress
         mean, std = normalization_stats(net, settings.norm_decimals)

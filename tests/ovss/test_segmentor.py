@@ -1,6 +1,6 @@
-"""FarSLIPSeg / the OVSS core's maths against independent computations (ovss-protocol.md §1.5, §1.6, §2.2).
+"""FarSLIPSeg / the OVSS core's maths against independent computations (docs/reference/ovss-protocol.md §1.5, §1.6, §2.2).
 
-The expected values come from explicit loops: the §1.6 window formula written out, per-window
+The expected values come from explicit loops: the docs/reference/ovss-protocol.md §1.6 window formula written out, per-window
 ``dense_forward`` calls (the #3 backbone, tested in test_dense.py), numpy bilinear resizes, a numpy
 softmax and per-class loops for the synonym max-merge, the threshold and the background index.
 """
@@ -16,7 +16,7 @@ import farslip_ext
 from farslip_ext.models import dense_forward
 from tests.helpers.ovss_fixtures import blocky_image, np_resize_bilinear, tiny_checkpoint
 
-MEAN = np.array([122.771, 116.746, 104.094])  # RS-OVSS's constants (ovss-protocol.md §2.2)
+MEAN = np.array([122.771, 116.746, 104.094])  # RS-OVSS's constants (docs/reference/ovss-protocol.md §2.2)
 STD = np.array([68.501, 66.632, 70.323])
 LINES = ["grass,lawn", "road", "building,roof,house", "water"]
 
@@ -70,7 +70,7 @@ def _text_uncached(ref_model, names):
 
 
 def _expected(ref_model, img, *, lam=0.0, thd=0.0, bg=0, ori=None, mode="resize", crop=64, stride=32, scale=50.0):
-    """The §1.1 pipeline with loops: windows, per-window logits, canvas/count, resize, softmax, merge, threshold."""
+    """The docs/reference/ovss-protocol.md §1.1 pipeline with loops: windows, per-window logits, canvas/count, resize, softmax, merge, threshold."""
     names, owner = [], []
     for ci, line in enumerate(LINES):
         for n in line.split(","):
@@ -465,3 +465,22 @@ def test_checkpoints_load_into_the_clip_and_refresh_the_text(ckpt, tmp_path):
     load_checkpoint(d, str(tmp_path / "container.pt"), map_location="cpu", strict=True)
     assert torch.equal(d.clip.token_embedding.weight, raw["token_embedding.weight"])
     torch.testing.assert_close(d.predict(x.clone())[0].seg_logits.data, want)
+
+
+def test_predictor_reads_the_patch_size_from_the_tower_adapter_on_a_timm_tower():
+    """The segmentor gets the patch size from ``towers.tower_of(visual).patch_size``: a timm trunk (which
+    has no ``visual.patch_size``) is segmented without the attribute being added to it."""
+    from farslip_ext.ovss import OVSSPredictor
+    from tests.helpers import tiny_towers
+
+    tiny_towers.register()
+    torch.manual_seed(0)
+    net = open_clip.create_model(tiny_towers.FAMILIES["timm_vit"]).eval()
+    assert not hasattr(net.visual, "patch_size")
+    pred = OVSSPredictor(net, "water;forest;road", tokenizer=open_clip.get_tokenizer("ViT-B-32"), slide_crop=64,
+                         slide_stride=32, resize_long_side=None, precision="fp32", device="cpu", templates=["{c}"],
+                         text_cache=False, text_progress=False)
+    assert pred.patch_size == (16, 16) and not hasattr(net.visual, "patch_size")
+    result = pred.segment(np.random.default_rng(0).integers(0, 256, (96, 80, 3), dtype=np.uint8))
+    assert result.labels.shape == (96, 80) and set(np.unique(result.labels)) <= {0, 1, 2}
+    assert result.probs.shape == (3, 96, 80) and 0 <= result.probs.min() and result.probs.max() <= 1 + 1e-6

@@ -9,7 +9,7 @@ benchmark = dict(
     official_release='OpenEarthMap_wo_xBD: <region>/images/*.tif, <region>/labels/*.tif, val.txt',
     prepare='farslip ovss-convert openearthmap <official-release-folder> --data-root <data-root>',
     notes="label 0 (unknown) is scored as a ninth class 'background', as in both reference repos",
-    presets=dict(segearth=dict(prob_thd=0.1, bg_idx=0)),  # ovss-protocol.md#18-per-dataset-settings
+    presets=dict(segearth=dict(prob_thd=0.1, bg_idx=0)),  # docs/reference/ovss-protocol.md#18-per-dataset-settings
 )
 model = dict(class_names='classnames:cls_openearthmap.txt')
 test_dataloader = dict(
