@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 #: ``--pretrained`` when not given: the released stage-2 weights of the FarSLIP architectures.
-DEFAULT_TAGS = {"farslip-vitb16": "s2", "farslip-vitb32": "s2"}
 
 
 def _parse_sets(items: List[str]) -> Dict[str, Any]:
@@ -61,7 +60,9 @@ def _run(args: argparse.Namespace) -> int:
 
     pretrained = args.pretrained
     if args.model is not None and pretrained is None:
-        pretrained = DEFAULT_TAGS.get(args.model)
+        from farslip_ext.commands.segment import default_tag
+
+        pretrained = default_tag(args.model)  # the released s2 weights of the architecture, else s1
     if pretrained is not None and pretrained.lower() == "none":
         pretrained = "random"
     overrides = _overrides(args)

@@ -1,4 +1,4 @@
-"""Converters from fabricated official releases to the evaluated layout (ovss-protocol.md §5, §6).
+"""Converters from fabricated official releases to the evaluated layout (docs/reference/ovss-protocol.md §5, §6).
 
 Expected crops and label values are written out by hand here (tile origins worked out on paper,
 colour->index via the palettes of the spec), and every written label must be a single-channel 'L'
@@ -227,3 +227,22 @@ def test_cli_convert_and_check(tmp_path, capsys):
     assert '"labels_checked": 1' in capsys.readouterr().out
     assert main(["ovss-check", "--datasets", "vdd", "--data-root", str(tmp_path / "data"), "--no-progress"]) == 2
     assert "VDD: dataset folder not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("member", ["../escape.txt", "/abs/escape.txt", "../releasex/escape.txt"])
+def test_zip_members_outside_the_extraction_folder_are_refused(tmp_path, member):
+    """Containment is checked on resolved paths: '..', absolute names and a sibling folder whose name
+    starts with the extraction folder's name ("release" vs "releasex") are all refused, and nothing is written."""
+    import zipfile
+
+    from farslip_ext.errors import DataError
+    from farslip_ext.ovss.converters import _source_roots
+
+    z = tmp_path / "release.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("images/ok.png", b"x")
+        zf.writestr(member, b"evil")
+    with pytest.raises(DataError, match="refusing to extract"):
+        with _source_roots(z):
+            pass
+    assert not any(p.name == "escape.txt" for p in tmp_path.rglob("*"))
