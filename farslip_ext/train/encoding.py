@@ -7,8 +7,8 @@ computes exactly those features (farslip_ext.train.features) for a batch:
   ONE trunk pass (grouped by image size); the normal last block runs only on the rows that need the
   image embedding, the dense last block only on the rows that need dense tokens. Crops whose targets
   come from a separate teacher copy are encoded by it under ``no_grad``;
-* texts: captions and region prompts in ONE text-encoder call, trimmed to the longest real token
-  sequence (:func:`farslip_ext.models.text.encode_text`; exact for causal towers);
+* texts: captions and region prompts, each part trimmed to its own longest real token sequence
+  (:func:`farslip_ext.models.text.encode_text`; exact for causal towers);
 * a crop set without any valid row is encoded as one probe image and cut to zero rows, so its
   ``(0, ...)`` features keep their shapes and stay connected to the graph (the same backward and
   collectives on every rank).
@@ -190,7 +190,12 @@ class FeatureEncoder:
                 chunks = [emb] * len(parts)
                 self._put_texts(feats, want_global, want_local, chunks)
                 return
-        emb = encode_text(model, tokens) if self.trim_text else model.encode_text(tokens)
+        if self.trim_text and len(parts) > 1 and not probe and all(p.shape[0] for p in parts):
+            # captions (up to 248 tokens) and region prompts (about ten) have very different lengths: one
+            # call per part, each trimmed to its own longest row, instead of every prompt at the caption length
+            emb = torch.cat([encode_text(model, p) for p in parts])
+        else:
+            emb = encode_text(model, tokens) if self.trim_text else model.encode_text(tokens)
         if probe:
             emb = emb[:0]
             sizes = [0] * len(parts)

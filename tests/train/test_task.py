@@ -183,8 +183,9 @@ class _Spy:
 @pytest.mark.parametrize("losses,stage,head,want", [
     # global ITC only: the normal last block on the 3 global images, no dense block, captions only
     (dict(a=dict(type="GlobalITCLoss")), 2, None, ([3], 0, [3])),
-    # stage 2 with the reference head: globals + 5 valid crops in ONE pass, no dense block, one text call
-    (dict(a=dict(type="GlobalITCLoss"), r=dict(type="RegionCategoryLoss")), 2, "CropClsHead", ([8], 0, [8])),
+    # stage 2 with the reference head: globals + 5 valid crops in ONE pass, no dense block; the 3 captions
+    # and the 5 region prompts in one call each, each trimmed to its own longest row
+    (dict(a=dict(type="GlobalITCLoss"), r=dict(type="RegionCategoryLoss")), 2, "CropClsHead", ([8], 0, [3, 5])),
     # the RoIAlign head reads the global dense map: dense block on the globals only, no crop is encoded
     (dict(r=dict(type="RegionCategoryLoss")), 2, "RoIAlignHead", ([], 1, [5])),
     # stage-1 distillation (roi2pooled): dense block on globals + crops in one call, no normal last block
