@@ -26,23 +26,12 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
+from farslip_ext.commands import parse_key_values
+
 logger = logging.getLogger("farslip_ext.benchmarks.reproduce")
 
 TASKS = ("cls", "ret", "ovss")
 FAMILY = {"cls": "zeroshot", "ret": "retrieval", "ovss": "ovss"}
-
-
-def _parse_kv(items: Sequence[str]) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for it in items:
-        if "=" not in it:
-            raise ValueError(f"--ovss-arg {it!r}: expected KEY=VALUE")
-        k, v = it.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,9 +120,10 @@ def run(args: argparse.Namespace) -> int:
     tol = {FAMILY[t]: (args.tolerance if v is None else v) for t, v in tol.items() if t in tasks}
     if any(v < 0 for v in tol.values()):
         raise ValueError(f"tolerances must be >= 0, got {tol}")
+    ovss_overrides = parse_key_values(args.ovss_arg, "--ovss-arg", "slide_stride=112")
     cfg = BenchmarkConfig(models=[spec], tasks=[FAMILY[t] for t in tasks], output_dir=args.output_dir,
                           data_root=args.data_root, image_root=args.image_root, ovss_data_root=args.ovss_data_root,
-                          templates=args.templates, ovss_overrides=_parse_kv(args.ovss_arg), device=args.device,
+                          templates=args.templates, ovss_overrides=ovss_overrides, device=args.device,
                           precision=args.precision, batch_size=args.batch_size, workers=args.workers,
                           on_bad_row=args.on_bad_row, on_missing="error", progress=args.progress, tolerance=tol)
     result = run_benchmark(cfg)

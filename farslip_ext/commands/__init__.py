@@ -9,12 +9,35 @@ import argparse
 import importlib
 import pkgutil
 import re
-from typing import Any, List
+from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["command_modules", "register_all", "plain_text", "set_help"]
+__all__ = ["command_modules", "register_all", "plain_text", "set_help", "parse_key_values"]
 
 _ROLE = re.compile(r":(?:func|mod|class|meth|attr|data|obj|exc):`~?([^`]+)`")
 _LITERAL = re.compile(r"``([^`]+)``")
+
+
+def parse_key_values(items: Optional[Sequence[str]], flag: str, example: str) -> Dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` for repeatable ``KEY=VALUE`` options: a value is read as
+    JSON, then as a Python literal (``True``, ``(1, 2)``), else kept as the string."""
+    import ast
+    import json
+
+    from farslip_ext.errors import ConfigError
+
+    out: Dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"{flag} {item!r}: write KEY=VALUE, e.g. {flag} {example}")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            try:
+                out[k.strip()] = ast.literal_eval(v)
+            except (ValueError, SyntaxError):
+                out[k.strip()] = v
+    return out
 
 
 def plain_text(text: str) -> str:

@@ -14,24 +14,8 @@ is in OUTPUT_DIR/report/. Exit status: 0; 1 when --tolerance is given and a numb
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Any, Dict, List
-
-
-def _kv(items: List[str], flag: str) -> Dict[str, Any]:
-    from farslip_ext.errors import ConfigError
-
-    out: Dict[str, Any] = {}
-    for it in items:
-        if "=" not in it:
-            raise ConfigError(f"{flag} {it!r}: expected KEY=VALUE (a JSON value, e.g. slide_stride=112)")
-        k, v = it.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
+from typing import List
 
 
 def _names(spec: str) -> List[str]:
@@ -55,10 +39,13 @@ def _run(args: argparse.Namespace) -> int:
     tolerance = None
     if args.tolerance is not None:
         tolerance = {t: args.tolerance for t in tasks}
+    from farslip_ext.commands import parse_key_values
+
+    ovss_overrides = parse_key_values(args.ovss_arg, "--ovss-arg", "slide_stride=112")
     cfg = BenchmarkConfig(models=specs, tasks=tasks, output_dir=args.output_dir, data_root=args.data_root,
                           image_root=args.image_root, ovss_data_root=args.ovss_data_root, datasets=datasets,
                           templates=args.templates, ovss_preset=args.ovss_preset,
-                          ovss_overrides=_kv(args.ovss_arg, "--ovss-arg"), device=args.device,
+                          ovss_overrides=ovss_overrides, device=args.device,
                           precision=args.precision, batch_size=args.batch_size, workers=args.workers,
                           on_bad_row=args.on_bad_row, on_missing="error" if args.strict else "skip",
                           resume=not args.rerun, progress=args.progress, figure=args.figure, tolerance=tolerance)

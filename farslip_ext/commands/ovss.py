@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
-
-#: ``--pretrained`` when not given: the released stage-2 weights of the FarSLIP architectures.
-
-
-def _parse_sets(items: List[str]) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. --set cls_token_lambda=-0.3")
-        k, v = item.split("=", 1)
-        try:
-            out[k.strip()] = ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            out[k.strip()] = v
-    return out
+from typing import Any, Dict
 
 
 def _overrides(args: argparse.Namespace) -> Dict[str, Any]:
-    overrides = _parse_sets(args.set)
+    from farslip_ext.commands import parse_key_values
+
+    overrides = parse_key_values(args.set, "--set", "cls_token_lambda=-0.3")
     for key in ("device", "precision", "batch_size", "num_workers", "resize_long_side", "class_names", "compare"):
         val = getattr(args, key)
         if val is not None:
