@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/ovss_throughput.py --arch farslip-vitb16 --images 2          # CPU: a few minutes
     .venv/bin/python benchmarks/ovss_throughput.py --arch farslip-test-tiny --sizes 112,224   # quick
 
-Protocol of the published numbers (docs/reference/ovss-protocol.md §1.7): images resized to long side 448, 224/112
+Protocol of the published numbers (docs/reference/ovss-evaluation.md §1.7): images resized to long side 448, 224/112
 windows (9 per 448² image), SegEarth last block, 80 OpenAI templates. Prints JSON lines: seconds per
 image (median), images/s, model FLOPs per image (analytic: windows × encode_image FLOPs), achieved
 FLOP/s, fraction of the fp32 matmul rate measured in the same run, and ratios between the compared

@@ -3,9 +3,9 @@
 
 A thin call of ``farslip benchmark`` (:func:`farslip_ext.evaluation.leaderboard.run_benchmark`) with one
 model, the published protocol of each task family, missing inputs as errors and a tolerance check:
-zero-shot classification (8 SkyScript sets, top-1 and their mean; docs/reference/published-results.md §1.3), retrieval
-(RSICD/RSITMD/UCM mean recall per direction; docs/reference/published-results.md §1.4) and open-vocabulary segmentation (8 datasets and their
-mean, mIoU; docs/reference/published-results.md §1.2, via ``farslip_ext.segmentation.run_ovss``).
+zero-shot classification (8 SkyScript sets, top-1 and their mean; docs/reference/paper-results.md §1.3), retrieval
+(RSICD/RSITMD/UCM mean recall per direction; docs/reference/paper-results.md §1.4) and open-vocabulary segmentation (8 datasets and their
+mean, mIoU; docs/reference/paper-results.md §1.2, via ``farslip_ext.segmentation.run_ovss``).
 
     python benchmarks/reproduce.py --model farslip-vitb16 --pretrained s2 \\
         --data-root /data/skyscript_benchmark --ovss-data-root /data/ovss --output-dir outputs/reproduce

@@ -1,6 +1,6 @@
 """Checkpoint conversion: any plausible FarSLIP / OpenCLIP container to a plain open_clip state dict.
 
-Accepted inputs (docs/reference/method.md §4.5, docs/reference/ovss-protocol.md §2.7):
+Accepted inputs (docs/reference/method.md §4.5, docs/reference/ovss-evaluation.md §2.7):
 
 * a bare state dict, or a training checkpoint ``{"state_dict": ..., "epoch": ..., "optimizer": ...}``
   (also ``{"model": ...}``), keys optionally prefixed with ``module.`` (DDP) or ``_orig_mod.``

@@ -376,7 +376,7 @@ def markdown_report(report: Dict[str, Any]) -> str:
     lines += [
         "At this scale (16 steps of a 4 MB CLIP on synthetic scenes) the stages are a short, fast fine-tune: each "
         "one should lower its own objective and move the metric its loss targets, while the others may give way. "
-        "None of this measures FarSLIP's published numbers (docs/reference/published-results.md).",
+        "None of this measures FarSLIP's published numbers (docs/reference/paper-results.md).",
         "",
         "## Data splits",
         "",

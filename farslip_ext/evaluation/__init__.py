@@ -1,5 +1,5 @@
 """Zero-shot scene classification and image-text retrieval on the SkyScript benchmark layouts
-(docs/reference/method.md §3.5, §4.6; docs/reference/published-results.md §1.3-1.4), prompt-template sets, and reports
+(docs/reference/method.md §3.5, §4.6; docs/reference/paper-results.md §1.3-1.4), prompt-template sets, and reports
 beside the paper's numbers. See docs/evaluation.md.
 
 Importing this package registers the template sets (``TEMPLATES``) and the CSV datasets (``DATASETS``).

@@ -1,6 +1,6 @@
 """The SkyScript benchmark layouts (CSV ``filepath,label`` + ``classnames.txt``; CSV ``filepath,<caption>``)
 as ``EVAL_DATASETS`` registry entries, with the splits FarSLIP's tests use (docs/reference/method.md §3.5,
-docs/reference/published-results.md §1.3-1.4).
+docs/reference/paper-results.md §1.3-1.4).
 
 Layout under a benchmark root ``DATA_ROOT`` (SkyScript's ``BENCHMARK_DATASET_ROOT_DIR``)::
 
@@ -99,7 +99,7 @@ def _cls(name: str, folder: str, csv_name: str, split: str) -> ClassificationBen
     return ClassificationBenchmark(name, f"{folder}/{csv_name}", f"{folder}/classnames.txt", split)
 
 
-#: The 8 scene-classification sets and the splits of FarSLIP's table (docs/reference/published-results.md §1.3).
+#: The 8 scene-classification sets and the splits of FarSLIP's table (docs/reference/paper-results.md §1.3).
 CLASSIFICATION_BENCHMARKS: Dict[str, ClassificationBenchmark] = {b.name: b for b in (
     _cls("SkyScript_cls", "SkyScript_cls", "img_txt_pairs_val.csv", "val"),
     _cls("aid", "aid", "aid_img_txt_pairs_test.csv", "test"),

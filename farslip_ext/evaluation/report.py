@@ -1,5 +1,5 @@
 """Result files and reports: CLIP_benchmark JSON records, markdown tables beside the published numbers
-(``farslip_ext.published.load_published_results``, docs/reference/published-results.md §1.2-1.4), and the per-number
+(``farslip_ext.published.load_published_results``, docs/reference/paper-results.md §1.2-1.4), and the per-number
 deviation check used by ``benchmarks/reproduce.py``.
 
 JSON records follow CLIP_benchmark (``{"dataset", "model", "pretrained", "task", "metrics", "language"}``,
@@ -226,7 +226,7 @@ def retrieval_markdown(results: Mapping[str, Mapping[str, float]], model: str, p
                      + " | ".join(_f(x) for x in t2i) + f" | **{_f(mt)}** | {_f(100 * r['mean_recall'])} | "
                      f"{_f(pi, 1)} | {_d(mi, pi)} | {_f(pt, 1)} | {_d(mt, pt)} |")
     lines += ["", "mR = mean of R@1, R@5, R@10 per direction (the paper's retrieval number, "
-              "docs/reference/published-results.md §1.4). I2T = image→text, T2I = text→image."]
+              "docs/reference/paper-results.md §1.4). I2T = image→text, T2I = text→image."]
     return "\n".join(lines) + "\n"
 
 

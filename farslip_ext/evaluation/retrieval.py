@@ -1,4 +1,4 @@
-"""Zero-shot image-text retrieval (docs/reference/method.md §4.6, docs/reference/published-results.md §1.4).
+"""Zero-shot image-text retrieval (docs/reference/method.md §4.6, docs/reference/paper-results.md §1.4).
 
 Unique images and unique captions are encoded separately; the ground truth is many-to-many (every
 ``(image, caption)`` row of the CSV). For each image (caption), all captions (images) are ranked by

@@ -1,4 +1,4 @@
-"""Zero-shot scene classification (docs/reference/method.md §4.6, docs/reference/published-results.md §1.3).
+"""Zero-shot scene classification (docs/reference/method.md §4.6, docs/reference/paper-results.md §1.3).
 
 Classifier: for each class, every prompt of the template set is encoded, the normalised text
 embeddings are averaged over the templates and renormalised (``open_clip.build_zero_shot_classifier``).

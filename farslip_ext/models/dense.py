@@ -1,7 +1,7 @@
 """Dense patch features for ViT vision towers, by composition (no edits or subclasses of open_clip or timm).
 
 One trunk pass yields both outputs the FarSLIP trainer and the OVSS segmentor need
-(docs/reference/method.md §4.2 ``forward_v2``, docs/reference/ovss-protocol.md §1.3):
+(docs/reference/method.md §4.2 ``forward_v2``, docs/reference/ovss-evaluation.md §1.3):
 
 * ``image_embed``: the standard image embedding, bit-identical to ``model.encode_image`` (the normal
   last block and the tower's own pooling and projection);

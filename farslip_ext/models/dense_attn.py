@@ -1,7 +1,7 @@
 """Dense-attention variants for the last ViT block (registered in ``DENSE_ATTN``).
 
 Every variant replaces the attention of the last block of a ViT vision tower (any family of
-:mod:`farslip_ext.models.towers`) to produce spatially faithful patch tokens (docs/reference/ovss-protocol.md §1.3,
+:mod:`farslip_ext.models.towers`) to produce spatially faithful patch tokens (docs/reference/ovss-evaluation.md §1.3,
 docs/reference/method.md §4.1). With ``y = norm_1(x)`` and per-head ``q, k, v`` as the block's own attention
 computes them (its q/k norms and rotary positions included), ``s = head_dim^-1/2``:
 
@@ -21,7 +21,7 @@ T = prefix tokens (CLS, registers) + H·W patches. Rows of the summed variants a
 (no residual, no FFN) the block returns ``o``, otherwise ``x + o + mlp(norm_2(x + o))``.
 
 Which residual rule is the reference depends on the place (docs/reference/method.md §4.1,
-docs/reference/ovss-protocol.md §1.3): the OVSS code (RS-OVSS, SegEarth-OV; ``FarSLIPSeg``) applies ``ignore_residual=True`` to every
+docs/reference/ovss-evaluation.md §1.3): the OVSS code (RS-OVSS, SegEarth-OV; ``FarSLIPSeg``) applies ``ignore_residual=True`` to every
 variant; the FarSLIP *training* fork's ``--last-attn-type MaskCLIP`` keeps the residual and the MLP
 (``x + out_proj(v(ln_1 x))``, then ``+ mlp(ln_2 ·)``) and its SegEarth drops both. Each variant states
 its training-fork rule in :attr:`DenseAttention.training_ignore_residual`; ``ignore_residual=None``
@@ -174,7 +174,7 @@ class ClearCLIPAttention(DenseAttention):
 class SegEarthAttention(DenseAttention):
     """softmax(q qᵀ s) + softmax(k kᵀ s) + softmax(v vᵀ s), rows not renormalised.
 
-    The reference default of FarSLIP training (docs/reference/method.md §1.2) and of the FarSLIP-OVSS evaluation (docs/reference/ovss-protocol.md §1.7).
+    The reference default of FarSLIP training (docs/reference/method.md §1.2) and of the FarSLIP-OVSS evaluation (docs/reference/ovss-evaluation.md §1.7).
     """
 
     name = "SegEarth"

@@ -1,4 +1,4 @@
-"""Consistency checks between the class names and a dataset (docs/reference/ovss-protocol.md#19-class-name-files).
+"""Consistency checks between the class names and a dataset (docs/reference/ovss-evaluation.md#19-class-name-files).
 
 IoUMetric takes the class count from the dataset, not from the segmentor, so a class-name file with a
 different number of lines silently scores the wrong classes, and a ground-truth value outside the

@@ -1,4 +1,4 @@
-"""Class names: one class per line, synonyms separated by commas (docs/reference/ovss-protocol.md#12-text-side-and-templates).
+"""Class names: one class per line, synonyms separated by commas (docs/reference/ovss-evaluation.md#12-text-side-and-templates).
 
 One rule for every entry point (configs, ``FarSLIPSeg``, :func:`~farslip_ext.ovss.build_predictor`,
 ``farslip segment --classes``). A string is

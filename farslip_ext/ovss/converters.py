@@ -1,8 +1,8 @@
-"""Converters from each benchmark's official release to the evaluated layout (docs/reference/ovss-protocol.md#5-dataset-layouts-on-disk).
+"""Converters from each benchmark's official release to the evaluated layout (docs/reference/ovss-evaluation.md#5-dataset-layouts-on-disk).
 
 Every label is written as a single-channel PIL ``'L'`` image, read back and compared, and its values
 are checked against the dataset's label set. This is the fix for the most common SegEarth-OV
-complaint (docs/reference/ovss-protocol.md §6): converters that save ``'P'`` images without a palette, after which labels decode as
+complaint (docs/reference/ovss-evaluation.md §6): converters that save ``'P'`` images without a palette, after which labels decode as
 0/1 and classes silently disappear from the evaluation.
 
 =============  ==========================================================  ===================================

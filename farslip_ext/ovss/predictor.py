@@ -1,4 +1,4 @@
-"""The training-free open-vocabulary segmentor, without mmseg (docs/reference/ovss-protocol.md#11-pipeline-per-image).
+"""The training-free open-vocabulary segmentor, without mmseg (docs/reference/ovss-evaluation.md#11-pipeline-per-image).
 
 :class:`OVSSPredictor` holds an OpenCLIP model and the text embeddings of the class names and does the
 maths of the protocol: sliding windows (:mod:`.windows`) → dense patch tokens from a modified last
@@ -72,7 +72,7 @@ class Segmentation:
 def normalization_stats(net: nn.Module, decimals: Optional[int]) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
     """``(mean, std)`` ×255 of the model's preprocessing (OpenAI's if it declares none), rounded to
     ``decimals`` (3: RS-OVSS's constants ``122.771, 116.746, 104.094`` / ``68.501, 66.632, 70.323`` for
-    OpenAI-normalised models, docs/reference/ovss-protocol.md#22-data-preprocessor; None: unrounded)."""
+    OpenAI-normalised models, docs/reference/ovss-evaluation.md#22-data-preprocessor; None: unrounded)."""
     pcfg = getattr(getattr(net, "visual", None), "preprocess_cfg", None) or {}
     mean = [float(m) * 255 for m in pcfg.get("mean", OPENAI_MEAN)]
     std = [float(s) * 255 for s in pcfg.get("std", OPENAI_STD)]

@@ -1,9 +1,9 @@
-"""Evaluation presets are config overlays (docs/reference/ovss-protocol.md#17-segearth-ov-versus-rs-ovss).
+"""Evaluation presets are config overlays (docs/reference/ovss-evaluation.md#17-segearth-ov-versus-rs-ovss).
 
 A preset is ``<config folder>/presets/<name>.py`` with a ``description`` and a ``model`` dict of
 settings laid over the base config; a benchmark may add its own values for a preset in
 ``benchmark.presets[<name>]`` (SegEarth-OV's per-dataset ``prob_thd``/``bg_idx``,
-docs/reference/ovss-protocol.md#18-per-dataset-settings).
+docs/reference/ovss-evaluation.md#18-per-dataset-settings).
 
 * ``farslip`` (default): the base config unchanged — the RS-OVSS protocol that produced the published
   FarSLIP numbers.

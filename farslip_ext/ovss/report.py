@@ -108,7 +108,7 @@ def write_report(results: Dict[str, float], work_dir: Union[str, Path], meta: Di
     label = f"{meta.get('model')}" + (f" ({meta.get('pretrained')})" if meta.get("pretrained") else "")
     md = (f"# OVSS mIoU (%) — {label}, preset {meta.get('preset')}\n\n"
           + format_markdown(results, rows, label="this run")
-          + "\nPublished: the FarSLIP OVSS table (docs/reference/published-results.md).\n")
+          + "\nPublished: the FarSLIP OVSS table (docs/reference/paper-results.md).\n")
     with atomic_path(mp) as tmp:
         tmp.write_text(md, encoding="utf-8")
     return jp, mp

@@ -1,7 +1,7 @@
 """The segmentor's settings: one typed record whose defaults are the base mmseg config.
 
 ``farslip_ext/segmentation/configs/_base_/farslip_ovss.py`` is the single place the defaults are
-written (its ``model`` dict; they are the ``farslip`` preset, docs/reference/ovss-protocol.md#17-segearth-ov-versus-rs-ovss).
+written (its ``model`` dict; they are the ``farslip`` preset, docs/reference/ovss-evaluation.md#17-segearth-ov-versus-rs-ovss).
 ``FarSLIPSeg``, :class:`~farslip_ext.ovss.OVSSPredictor` and ``run_ovss`` all fill what they are not
 given from there, read with mmengine's ``Config`` (no mmseg import).
 """

@@ -1,4 +1,4 @@
-"""Text embeddings of the class names, computed once and cached (docs/reference/ovss-protocol.md#12-text-side-and-templates).
+"""Text embeddings of the class names, computed once and cached (docs/reference/ovss-evaluation.md#12-text-side-and-templates).
 
 Per name: fill every prompt template, encode, L2-normalise each prompt, average, L2-normalise. The
 prompts are encoded with :func:`farslip_ext.models.text.encode_texts_bucketed` (sorted by length and

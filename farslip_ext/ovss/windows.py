@@ -1,4 +1,4 @@
-"""Sliding-window maths of the OVSS protocol (docs/reference/ovss-protocol.md#16-sliding-windows).
+"""Sliding-window maths of the OVSS protocol (docs/reference/ovss-evaluation.md#16-sliding-windows).
 
 Pure Python: window boxes, patch padding, the mmcv keep-ratio resize size and the packing of windows
 into batched forwards. Nothing here touches torch or mmseg.
@@ -50,7 +50,7 @@ def patch_pad(h: int, w: int, patch: Tuple[int, int]) -> Tuple[int, int, int, in
 
 def rescale_long_side(h: int, w: int, long_side: int) -> Tuple[int, int]:
     """The size mmcv's ``Resize(scale=(L, L), keep_ratio=True)`` gives: factor ``min(L/long, L/short)`` =
-    ``L/long``, each side rounded half up (docs/reference/ovss-protocol.md#23-test-pipeline-and-config-skeleton)."""
+    ``L/long``, each side rounded half up (docs/reference/ovss-evaluation.md#23-test-pipeline-and-config-skeleton)."""
     scale = min(long_side / max(h, w), long_side / min(h, w))
     return int(h * scale + 0.5), int(w * scale + 0.5)
 

@@ -1,5 +1,5 @@
 """The four benchmark datasets mmseg lacks, registered in ``mmseg.registry.DATASETS``
-(docs/reference/ovss-protocol.md#24-datasets-reduce_zero_label-and-ignore-index).
+(docs/reference/ovss-evaluation.md#24-datasets-reduce_zero_label-and-ignore-index).
 
 ``OpenEarthMapDataset`` (``.tif``/``.tif``), ``UAVidDataset`` (``.png``/``.png``), ``UDD5Dataset`` and
 ``VDDDataset`` (``.JPG``/``.png``; the upper-case suffix matters, listing is case-sensitive). All are

@@ -3,7 +3,7 @@
 ``OVSSCheckHook`` compares the class-name file with the dataset (IoUMetric sizes its histogram from the
 dataset's ``METAINFO['classes']``, not from the model) and refuses an empty test set, before the first
 image. ``FarSLIPSeg`` makes the same class check itself in configs without the hook
-(docs/reference/ovss-protocol.md#19-class-name-files). ``OVSSProgressHook`` shows the package's
+(docs/reference/ovss-evaluation.md#19-class-name-files). ``OVSSProgressHook`` shows the package's
 progress (a bar on a terminal, periodic log lines otherwise) over the test images; ``farslip ovss``
 adds it.
 """

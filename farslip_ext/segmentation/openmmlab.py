@@ -5,7 +5,7 @@ Filtered, narrowly (anything else they print or warn still reaches the user):
 * ``Could not import OneDL`` — printed to stdout by two of onedl-mmseg's ``__init__`` modules when the
   optional OneDL extras are absent (an informational message; it would break the JSON our commands print);
 * mmcv's ``UserWarning: Fail to import MultiScaleDeformableAttention`` — a compiled op no OVSS code uses
-  (docs/reference/ovss-protocol.md#3-openmmlab-dependencies);
+  (docs/reference/ovss-evaluation.md#3-openmmlab-dependencies);
 * ``The prefix is not set in metric class IoUMetric.`` — mmengine's warning for every metric without a
   ``prefix`` (mmseg's configs never set one), and mmseg's ``UserWarning: The draw is False ...`` of the
   (idle) ``SegVisualizationHook`` the base config carries for the test tool's ``--show-dir``; dropped

@@ -1,5 +1,5 @@
 """``FarSLIPSeg``: the mmseg segmentor around :class:`farslip_ext.ovss.OVSSPredictor`
-(docs/reference/ovss-protocol.md#21-registration-and-base-class).
+(docs/reference/ovss-evaluation.md#21-registration-and-base-class).
 
 It takes its arguments the way mmseg segmentors do — ``train_cfg``, ``test_cfg``, ``init_cfg``,
 ``data_preprocessor`` and the reserved ``pretrained`` key — and names the CLIP ``clip``, so that mmseg's

@@ -1,5 +1,5 @@
 """Loading transforms that fail clearly (registered in ``mmseg.registry.TRANSFORMS``;
-docs/reference/ovss-protocol.md#6-pitfalls-reported-by-users).
+docs/reference/ovss-evaluation.md#6-pitfalls-reported-by-users).
 
 ``FarSLIPLoadImageFromFile`` is mmcv's ``LoadImageFromFile`` and ``FarSLIPLoadAnnotations`` is mmseg's
 ``LoadAnnotations`` (mmseg's own decoding, ``reduce_zero_label`` and ``label_map``, run unchanged), with

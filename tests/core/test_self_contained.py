@@ -13,9 +13,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 REF = ROOT / "docs" / "reference"
-PAGES = ("method.md", "ovss-protocol.md", "published-results.md")
-#: The citation map documents the old citation forms on purpose.
-EXEMPT = {"docs/reference/CITATIONS.md", "tests/core/test_self_contained.py"}
+PAGES = ("method.md", "ovss-evaluation.md", "paper-results.md")
+#: This test names the former files to forbid them.
+EXEMPT = {"tests/core/test_self_contained.py"}
 TEXT_SUFFIXES = {".py", ".md", ".json", ".cfg", ".toml", ".txt", ".sh", ".yaml", ".yml", ""}
 
 
@@ -50,14 +50,14 @@ def test_the_scan_sees_the_package():
 
 
 @pytest.mark.parametrize("pattern, what", [
-    (r"(?<![\w/-])(farslip-method\.md|method spec)", "the former method file"),
-    (r"(?<![\w/.\[-])(ovss-protocol\.md|published-results\.md)", "a reference page without its docs/reference/ path"),
+    (r"farslip-method\.md|method spec|ovss-protocol\.md|published-results\.md", "a former background file"),
+    (r"(?<![\w/.\[-])(ovss-evaluation\.md|paper-results\.md)", "a reference page without its docs/reference/ path"),
     (r"\.\./shared|/work/shared|/work/main|/tmp/official", "a path outside the repository"),
 ])
 def test_no_citation_names_a_file_outside_the_repository(pattern, what):
     bad = []
     for rel, text in FILES:
-        if rel.startswith("docs/reference/") and "ovss-protocol" in pattern:
+        if rel.startswith("docs/reference/") and "ovss-evaluation" in pattern:
             continue  # pages of docs/reference/ link each other by relative name
         for n, line in enumerate(text.splitlines(), 1):
             if re.search(pattern, line):
@@ -72,7 +72,7 @@ def test_every_section_citation_names_its_page():
         if rel.startswith("docs/reference/"):
             continue
         for n, line in enumerate(text.splitlines(), 1):
-            if re.search(r"§\s?\d", line) and not re.search(r"(docs/)?reference/|(method|ovss-protocol|published-results)\.md", line):
+            if re.search(r"§\s?\d", line) and not re.search(r"(docs/)?reference/|(method|ovss-evaluation|paper-results)\.md", line):
                 bad.append(f"{rel}:{n}: {line.strip()[:100]}")
     assert not bad, "section citations without a page:\n" + "\n".join(bad[:20])
 
@@ -83,7 +83,7 @@ def test_every_link_into_docs_reference_resolves():
     for rel, text in FILES:
         if not rel.endswith(".md"):
             continue
-        for m in re.finditer(r"\]\(([^)#\s]*?(method|ovss-protocol|published-results|deviations)\.md)(#[^)\s]*)?\)", text):
+        for m in re.finditer(r"\]\(([^)#\s]*?(method|ovss-evaluation|paper-results|deviations)\.md)(#[^)\s]*)?\)", text):
             target = (ROOT / rel).parent / m.group(1)
             seen += 1
             if not target.is_file():
@@ -100,7 +100,7 @@ def test_code_citations_name_existing_sections():
     sections = {p: set(re.findall(r"^#+\s+(\d+(?:\.\d+)?)\s", (REF / p).read_text(), re.M)) for p in PAGES}
     bad, seen = [], 0
     for rel, text in FILES:
-        for m in re.finditer(r"docs/reference/(method|ovss-protocol|published-results)\.md §(\d+(?:\.\d+)?)", text):
+        for m in re.finditer(r"docs/reference/(method|ovss-evaluation|paper-results)\.md §(\d+(?:\.\d+)?)", text):
             seen += 1
             if m.group(2) not in sections[m.group(1) + ".md"]:
                 bad.append(f"{rel}: {m.group(0)}")

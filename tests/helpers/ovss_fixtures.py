@@ -2,7 +2,7 @@
 the converters, and an IoU computed independently of mmseg (plain numpy loops).
 
 Nothing here imports farslip_ext.segmentation: layouts, suffixes and label encodings are written out
-from docs/reference/ovss-protocol.md §5 directly, so the tests check the package against the spec, not against itself.
+from docs/reference/ovss-evaluation.md §5 directly, so the tests check the package against the spec, not against itself.
 """
 from __future__ import annotations
 

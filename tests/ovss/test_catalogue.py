@@ -1,6 +1,6 @@
-"""Class names, benchmark configs, presets and settings (docs/reference/ovss-protocol.md §1.7-1.9, §2.3, §2.4).
+"""Class names, benchmark configs, presets and settings (docs/reference/ovss-evaluation.md §1.7-1.9, §2.3, §2.4).
 
-The spec tables below are written out from docs/reference/ovss-protocol.md; they check the paper's benchmarks. Every
+The spec tables below are written out from docs/reference/ovss-evaluation.md; they check the paper's benchmarks. Every
 other test iterates over the registered benchmarks, so adding one (a config + a class file) changes no test.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from farslip_ext.catalogue import catalogue_dir
 from farslip_ext.published import load_published_results
 
-# docs/reference/ovss-protocol.md §1.9, verbatim ('|' separates lines)
+# docs/reference/ovss-evaluation.md §1.9, verbatim ('|' separates lines)
 SPEC_19 = {
     "openearthmap": "background | bareland,barren | grass | pavement | road | tree,forest | water,river | cropland | building,roof,house",
     "loveda": "background | building,roof,house | road | water | barren | forest | agricultural",
@@ -26,7 +26,7 @@ SPEC_19 = {
     "udd5": "vegetation | building | road | vehicle | background",
     "vdd": "background | facade | road | vegetation | vehicle | roof | water",
 }
-# docs/reference/ovss-protocol.md §2.4: dataset type, suffixes, classes count, reduce_zero_label; §1.8 split folders (first spelling)
+# docs/reference/ovss-evaluation.md §2.4: dataset type, suffixes, classes count, reduce_zero_label; §1.8 split folders (first spelling)
 SPEC_24 = {
     "openearthmap": ("OpenEarthMapDataset", ".tif", ".tif", 9, False, "OpenEarthMap", "img_dir/val", "ann_dir/val"),
     "loveda": ("LoveDADataset", ".png", ".png", 7, True, "LoveDA", "img_dir/val", "ann_dir/val"),
@@ -37,7 +37,7 @@ SPEC_24 = {
     "udd5": ("UDD5Dataset", ".JPG", ".png", 5, False, "UDD5", "val/src", "val/gt"),
     "vdd": ("VDDDataset", ".JPG", ".png", 7, False, "VDD", "test/src", "test/gt"),
 }
-# docs/reference/ovss-protocol.md §1.8 SegEarth-OV thresholds / background index
+# docs/reference/ovss-evaluation.md §1.8 SegEarth-OV thresholds / background index
 SPEC_18 = {"openearthmap": (0.1, 0), "loveda": (0.3, 0), "isaid": (0.4, 0), "potsdam": (0.1, 5),
            "vaihingen": (0.1, 5), "uavid": (0.3, 0), "udd5": (0.4, 4), "vdd": (0.3, 0)}
 
@@ -97,7 +97,7 @@ def test_paper_benchmarks_are_the_spec_and_join_the_published_table():
 
 
 def test_base_config_is_the_protocol_and_the_segmentor_defaults():
-    """The base config is the docs/reference/ovss-protocol.md §1.7 right column, and it is exactly the settings record (one copy)."""
+    """The base config is the docs/reference/ovss-evaluation.md §1.7 right column, and it is exactly the settings record (one copy)."""
     from mmengine.config import Config
 
     from farslip_ext.ovss import SegSettings, default_settings

@@ -1,4 +1,4 @@
-"""Converters from fabricated official releases to the evaluated layout (docs/reference/ovss-protocol.md §5, §6).
+"""Converters from fabricated official releases to the evaluated layout (docs/reference/ovss-evaluation.md §5, §6).
 
 Expected crops and label values are written out by hand here (tile origins worked out on paper,
 colour->index via the palettes of the spec), and every written label must be a single-channel 'L'

@@ -1,6 +1,6 @@
 """The benchmarks and users' own configs through the real mmseg pipeline and every mmseg entry point
 (``Runner.test()``, ``init_model`` / ``inference_model`` / ``show_result_pyplot``, mmseg's test tool,
-``farslip ovss --config``), on fabricated datasets in each on-disk layout (docs/reference/ovss-protocol.md §2, §5). The
+``farslip ovss --config``), on fabricated datasets in each on-disk layout (docs/reference/ovss-evaluation.md §2, §5). The
 mIoU is checked against an IoU computed independently (numpy loops) from the predictions IoUMetric saved
 and the labels we wrote; predictions are checked against the mmseg-free core on the same image, and the
 CLIP weights against the checkpoint file."""

@@ -1,6 +1,6 @@
-"""FarSLIPSeg / the OVSS core's maths against independent computations (docs/reference/ovss-protocol.md §1.5, §1.6, §2.2).
+"""FarSLIPSeg / the OVSS core's maths against independent computations (docs/reference/ovss-evaluation.md §1.5, §1.6, §2.2).
 
-The expected values come from explicit loops: the docs/reference/ovss-protocol.md §1.6 window formula written out, per-window
+The expected values come from explicit loops: the docs/reference/ovss-evaluation.md §1.6 window formula written out, per-window
 ``dense_forward`` calls (the #3 backbone, tested in test_dense.py), numpy bilinear resizes, a numpy
 softmax and per-class loops for the synonym max-merge, the threshold and the background index.
 """
@@ -16,7 +16,7 @@ import farslip_ext
 from farslip_ext.models import dense_forward
 from tests.helpers.ovss_fixtures import blocky_image, np_resize_bilinear, tiny_checkpoint
 
-MEAN = np.array([122.771, 116.746, 104.094])  # RS-OVSS's constants (docs/reference/ovss-protocol.md §2.2)
+MEAN = np.array([122.771, 116.746, 104.094])  # RS-OVSS's constants (docs/reference/ovss-evaluation.md §2.2)
 STD = np.array([68.501, 66.632, 70.323])
 LINES = ["grass,lawn", "road", "building,roof,house", "water"]
 
@@ -70,7 +70,7 @@ def _text_uncached(ref_model, names):
 
 
 def _expected(ref_model, img, *, lam=0.0, thd=0.0, bg=0, ori=None, mode="resize", crop=64, stride=32, scale=50.0):
-    """The docs/reference/ovss-protocol.md §1.1 pipeline with loops: windows, per-window logits, canvas/count, resize, softmax, merge, threshold."""
+    """The docs/reference/ovss-evaluation.md §1.1 pipeline with loops: windows, per-window logits, canvas/count, resize, softmax, merge, threshold."""
     names, owner = [], []
     for ci, line in enumerate(LINES):
         for n in line.split(","):

@@ -9,7 +9,7 @@ benchmark = dict(
     official_release='val/images/P*.png (DOTA), val/Semantic_masks/images/P*_instance_color_RGB.png (or their zips)',
     prepare='farslip ovss-convert isaid <official-release-folder> --data-root <data-root>',
     notes='896 crops with overlap 384; 255 = padding of small images',
-    presets=dict(segearth=dict(prob_thd=0.4, bg_idx=0)),  # docs/reference/ovss-protocol.md#18-per-dataset-settings
+    presets=dict(segearth=dict(prob_thd=0.4, bg_idx=0)),  # docs/reference/ovss-evaluation.md#18-per-dataset-settings
 )
 model = dict(class_names='classnames:cls_isaid.txt')
 test_dataloader = dict(

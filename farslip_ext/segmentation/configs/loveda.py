@@ -9,7 +9,7 @@ benchmark = dict(
     official_release='Val/{Rural,Urban}/{images_png,masks_png}/*.png (or Val.zip)',
     prepare='farslip ovss-convert loveda <official-release-folder> --data-root <data-root>',
     notes='0 = no-data (ignored through reduce_zero_label)',
-    presets=dict(segearth=dict(prob_thd=0.3, bg_idx=0)),  # docs/reference/ovss-protocol.md#18-per-dataset-settings
+    presets=dict(segearth=dict(prob_thd=0.3, bg_idx=0)),  # docs/reference/ovss-evaluation.md#18-per-dataset-settings
 )
 model = dict(class_names='classnames:cls_loveda.txt')
 test_dataloader = dict(

@@ -1,4 +1,4 @@
-# OpenEarthMap without xBD, val (docs/reference/ovss-protocol.md#79-openearthmap-label-0): .tif images and labels 0..8.
+# OpenEarthMap without xBD, val (docs/reference/ovss-evaluation.md#79-openearthmap-label-0): .tif images and labels 0..8.
 # Benchmark facts for farslip_ext.ovss (read without mmseg); the published table joins on `name`.
 _base_ = './_base_/farslip_ovss.py'
 
@@ -9,7 +9,7 @@ benchmark = dict(
     official_release='OpenEarthMap_wo_xBD: <region>/images/*.tif, <region>/labels/*.tif, val.txt',
     prepare='farslip ovss-convert openearthmap <official-release-folder> --data-root <data-root>',
     notes="label 0 (unknown) is scored as a ninth class 'background', as in both reference repos",
-    presets=dict(segearth=dict(prob_thd=0.1, bg_idx=0)),  # docs/reference/ovss-protocol.md#18-per-dataset-settings
+    presets=dict(segearth=dict(prob_thd=0.1, bg_idx=0)),  # docs/reference/ovss-evaluation.md#18-per-dataset-settings
 )
 model = dict(class_names='classnames:cls_openearthmap.txt')
 test_dataloader = dict(

@@ -9,7 +9,7 @@ benchmark = dict(
     official_release='2_Ortho_RGB/top_potsdam_<i>_<j>_RGB.tif, 5_Labels_all_noBoundary/top_potsdam_<i>_<j>_label_noBoundary.tif (or their zips)',
     prepare='farslip ovss-convert potsdam <official-release-folder> --data-root <data-root>',
     notes='0 = boundary/undefined (ignored through reduce_zero_label)',
-    presets=dict(segearth=dict(prob_thd=0.1, bg_idx=5)),  # docs/reference/ovss-protocol.md#18-per-dataset-settings
+    presets=dict(segearth=dict(prob_thd=0.1, bg_idx=5)),  # docs/reference/ovss-evaluation.md#18-per-dataset-settings
 )
 model = dict(class_names='classnames:cls_potsdam.txt')
 test_dataloader = dict(

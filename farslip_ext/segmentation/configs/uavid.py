@@ -9,7 +9,7 @@ benchmark = dict(
     official_release='test_gt/<seq>/{Images,Labels}/<frame>.png (colour labels)',
     prepare='farslip ovss-convert uavid <official-release-folder> --data-root <data-root>',
     notes='moving car (7) is merged into car (3); 255 = padding',
-    presets=dict(segearth=dict(prob_thd=0.3, bg_idx=0)),  # docs/reference/ovss-protocol.md#18-per-dataset-settings
+    presets=dict(segearth=dict(prob_thd=0.3, bg_idx=0)),  # docs/reference/ovss-evaluation.md#18-per-dataset-settings
 )
 model = dict(class_names='classnames:cls_uavid.txt')
 test_dataloader = dict(

@@ -9,7 +9,7 @@ benchmark = dict(
     official_release='UDD5/val/{src/*.JPG, gt/*.png}',
     prepare='farslip ovss-convert udd5 <official-release-folder> --data-root <data-root>',
     notes='',
-    presets=dict(segearth=dict(prob_thd=0.4, bg_idx=4)),  # docs/reference/ovss-protocol.md#18-per-dataset-settings
+    presets=dict(segearth=dict(prob_thd=0.4, bg_idx=4)),  # docs/reference/ovss-evaluation.md#18-per-dataset-settings
 )
 model = dict(class_names='classnames:cls_udd5.txt')
 test_dataloader = dict(

@@ -9,7 +9,7 @@ benchmark = dict(
     official_release='top/top_mosaic_09cm_area<N>.tif (IRRG), top_mosaic_09cm_area<N>_noBoundary.tif (eroded ground truth) (or their zips)',
     prepare='farslip ovss-convert vaihingen <official-release-folder> --data-root <data-root>',
     notes='IRRG false colour; 0 = boundary (ignored through reduce_zero_label)',
-    presets=dict(segearth=dict(prob_thd=0.1, bg_idx=5)),  # docs/reference/ovss-protocol.md#18-per-dataset-settings
+    presets=dict(segearth=dict(prob_thd=0.1, bg_idx=5)),  # docs/reference/ovss-evaluation.md#18-per-dataset-settings
 )
 model = dict(class_names='classnames:cls_vaihingen.txt')
 test_dataloader = dict(

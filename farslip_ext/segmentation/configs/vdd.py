@@ -9,7 +9,7 @@ benchmark = dict(
     official_release='VDD/test/{src/*.JPG, gt/*.png}',
     prepare='farslip ovss-convert vdd <official-release-folder> --data-root <data-root>',
     notes='',
-    presets=dict(segearth=dict(prob_thd=0.3, bg_idx=0)),  # docs/reference/ovss-protocol.md#18-per-dataset-settings
+    presets=dict(segearth=dict(prob_thd=0.3, bg_idx=0)),  # docs/reference/ovss-evaluation.md#18-per-dataset-settings
 )
 model = dict(class_names='classnames:cls_vdd.txt')
 test_dataloader = dict(

@@ -1,7 +1,7 @@
-# FarSLIP-OVSS base config for mmseg (docs/reference/ovss-protocol.md#23-test-pipeline-and-config-skeleton).
+# FarSLIP-OVSS base config for mmseg (docs/reference/ovss-evaluation.md#23-test-pipeline-and-config-skeleton).
 # The one place the segmentor's defaults are written: FarSLIPSeg, farslip_ext.ovss.OVSSPredictor and
 # run_ovss fill every setting they are not given from `model` below. These values are the `farslip`
-# preset, the RS-OVSS protocol of the published FarSLIP numbers (docs/reference/ovss-protocol.md#17): SegEarth
+# preset, the RS-OVSS protocol of the published FarSLIP numbers (docs/reference/ovss-evaluation.md#17): SegEarth
 # last-layer attention, no upsampler, cls_token_lambda=0, prob_thd=0, logit scale 50, long side 448
 # (cv2 bilinear), 224/112 windows, mean/std rounded like the reference's constants.
 # Use a dataset file (e.g. loveda.py), or `_base_` this file from your own config. Choose the CLIP with
