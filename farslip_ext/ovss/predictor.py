@@ -204,10 +204,15 @@ class OVSSPredictor(nn.Module):
 
     # --------------------------------------------------------------------------------------- state
     def refresh_text(self) -> None:
-        """(Re)compute the text embeddings from the current text weights (a cache hit when unchanged)."""
+        """(Re)compute the text embeddings from the current text weights (a cache hit when unchanged).
+
+        Computed at the weights' own precision, outside autocast: they are computed once per class set
+        and cached (about one image's FLOPs), and a bf16 text side would add its rounding to every pixel's
+        class scores; an autocast ``precision`` (``amp_bf16``) therefore changes the image side only.
+        (Low-precision *weights*, ``bf16`` / ``fp16``, compute the text in those weights.)"""
         dev = self.device
         cache = TextEmbeddingCache(use_disk=bool(self.settings.text_cache))
-        with self.autocast(dev):
+        with torch.autocast(device_type=dev.type, enabled=False):
             emb = cache.get(self.clip, self.tokenizer, self.class_names.query_words, self.templates,
                             batch_size=int(self.settings.text_batch_size), device=dev, progress=self.text_progress)
         self.query_features = emb.float().to(dev)

@@ -89,6 +89,17 @@ def text_fingerprint(model: nn.Module) -> str:
     return digest
 
 
+def _autocast_state(model: nn.Module) -> Optional[str]:
+    """The autocast dtype active for ``model``'s device type (``None``: no autocast)."""
+    try:
+        dev = next(model.parameters()).device.type
+    except StopIteration:
+        return None
+    if not torch.is_autocast_enabled(dev):
+        return None
+    return str(torch.get_autocast_dtype(dev))
+
+
 def _fill(templates: Sequence[Template], name: str) -> List[str]:
     return [t(name) if callable(t) else t.replace("{c}", name) for t in templates]
 
@@ -149,6 +160,9 @@ class TextEmbeddingCache:
             "names": list(names),
             "templates": template_strings(templates),
             "recipe": "normalise-mean-normalise/v1",
+            # the numeric regime the embeddings are computed in: a bf16-autocast result must never be
+            # served to an fp32 run (whose labels would then differ from a cold fp32 run's)
+            "autocast": _autocast_state(model),
         }
         return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()
 

@@ -320,6 +320,47 @@ def test_text_embeddings_cached_in_memory_and_on_disk(ckpt, ref_model, farslip_c
             w.copy_(orig)
 
 
+def test_text_cache_keeps_autocast_regimes_apart(ref_model, tmp_path):
+    """A bf16-autocast embedding must never be served to an fp32 call (nor the reverse)."""
+    from farslip_ext.ovss import text as text_cache
+
+    model, tok = ref_model
+    names, templates = ["pond", "forest"], ["a photo of {c}."]
+    cache = text_cache.TextEmbeddingCache(cache_dir=tmp_path)
+    text_cache.clear_memory_cache()
+    fp32 = cache.get(model, tok, names, templates)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = cache.get(model, tok, names, templates)
+        key_low = cache.key(model, tok, names, templates)
+    assert key_low != cache.key(model, tok, names, templates)
+    assert len(list(tmp_path.glob("*.pt"))) == 2  # two entries, one per regime
+    # the bf16 entry holds what bf16 autocast computes, the fp32 entry the fp32 result: they differ
+    assert not torch.equal(low, fp32)
+    np.testing.assert_allclose(fp32.numpy(), _text_uncached_templates(model, tok, names, templates), atol=1e-5)
+    text_cache.clear_memory_cache()
+    torch.testing.assert_close(cache.get(model, tok, names, templates), fp32, rtol=0, atol=0)
+
+
+def _text_uncached_templates(model, tok, names, templates):
+    rows = []
+    with torch.no_grad():
+        for n in names:
+            e = model.encode_text(tok([t.replace("{c}", n) for t in templates])).double()
+            e = e / e.norm(dim=-1, keepdim=True)
+            m = e.mean(0)
+            rows.append((m / m.norm()).numpy())
+    return np.stack(rows)
+
+
+def test_bf16_autocast_segmentor_encodes_text_in_fp32(ckpt, ref_model, farslip_cache):
+    """``precision='amp_bf16'`` (bf16 autocast) changes the image side only: the text is the fp32 text."""
+    from farslip_ext.ovss import text as text_cache
+
+    text_cache.clear_memory_cache()
+    seg = _seg(ckpt, class_names=["pond,lake", "forest"], precision="amp_bf16")
+    np.testing.assert_allclose(seg.query_features.numpy(), _text(ref_model, ["pond", "lake", "forest"]), atol=1e-5)
+
+
 def test_settings_errors(ckpt):
     with pytest.raises(ValueError, match="precision='fp8' is not a precision; accepted"):
         _seg(ckpt, precision="fp8")
