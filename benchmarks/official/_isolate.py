@@ -70,6 +70,13 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> List[float
     return out
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (Linux ``ru_maxrss`` is in KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def record(what: str, seconds: List[float], **extra: object) -> Dict[str, object]:
     return {"what": what, "seconds": round(statistics.median(seconds), 4), "repeats": len(seconds),
             "all_seconds": [round(s, 4) for s in seconds], **extra}

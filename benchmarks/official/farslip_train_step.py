@@ -25,7 +25,9 @@ training step (forward, loss, backward, AdamW step, logit-scale clamp, the maste
   ``--local-method objects``); random images, tokenized captions, all crops valid.
 
 Prints one JSON line per stage: ``{"what": "official_farslip_stage1_step", "seconds": median,
-"repeats": n, ...}`` (after one untimed warm-up step). See benchmarks/official/README.md.
+"repeats": n, "peak_rss_mb": ..., ...}`` (after one untimed warm-up step; ``peak_rss_mb`` is the child's
+peak resident memory, ``rss_before_steps_mb`` the peak before the first step, as
+``benchmarks/train_throughput.py`` reports ours). See benchmarks/official/README.md.
 """
 from __future__ import annotations
 
@@ -169,6 +171,7 @@ def child(opts) -> None:
     def step():
         train_one_epoch(model, teacher, args.method, data, loss, mpcl, 0, optimizer, None, scheduler, args)
 
+    rss_before = _isolate.peak_rss_mb()
     seconds = _isolate.timed(step, opts.repeats, warmup=1)
     n_params = sum(p.numel() for p in model.parameters())
     with_grad = sum(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.parameters())
@@ -177,7 +180,8 @@ def child(opts) -> None:
         batch=b, crops=k, image_size=size, context_length=ctx, long_clip=args.long_clip,
         distill_align=args.distill_align, local_itc_align=args.local_itc_align, mpcl_loss=args.mpcl_loss,
         last_attn_type=args.last_attn_type, quick_gelu=args.force_quick_gelu, precision=args.precision,
-        params=n_params, tensors_with_nonzero_grad=with_grad, device=str(device), open_clip_file=open_clip.__file__,
+        params=n_params, tensors_with_nonzero_grad=with_grad, peak_rss_mb=_isolate.peak_rss_mb(),
+        rss_before_steps_mb=rss_before, device=str(device), open_clip_file=open_clip.__file__,
         commit=_isolate.checkout_commit(opts.farslip_repo), machine=_isolate.machine()))
 
 
