@@ -34,9 +34,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import emit, machine, matmul_peak  # noqa: E402
-from train_throughput import _real_length, build, make_batch, task_config  # noqa: E402
+from train_throughput import build, make_batch, step_model_flops, task_config, train_step  # noqa: E402
 
-from _common import clip_image_flops, clip_text_flops  # noqa: E402
 from farslip_ext.registry import TASKS  # noqa: E402
 from farslip_ext.train.optim import build_optimizer  # noqa: E402
 
@@ -73,12 +72,7 @@ def profile(arch: str, stage: int, b: int, k: int, precision: str, caption_token
     dtype = torch.bfloat16 if precision == "bf16" else None
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-            losses = task(batch)[0]
-        total = sum(v for n, v in losses.items() if n.endswith("_loss"))
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
+        train_step(lambda b: task(b)[0], opt, batch, "cpu", dtype)
 
     step()  # warm-up: oneDNN primitives, optimizer state
     with tprofile(activities=[ProfilerActivity.CPU]) as prof:
@@ -96,11 +90,7 @@ def profile(arch: str, stage: int, b: int, k: int, precision: str, caption_token
         by_group[group_of(ev.key)] += s
         ops.append((s, ev.key, ev.count))
     total = sum(by_group.values()) or 1.0
-    crops = int((batch["subset_boxes" if stage == 1 else "boxes"][..., 4] > 0.5).sum())
-    text = b * clip_text_flops(model, _real_length(batch["global_text"]))
-    if stage == 2:
-        text += crops * clip_text_flops(model, _real_length(batch["local_texts"]))
-    flops = 3 * ((b + crops) * clip_image_flops(model) + text)
+    flops = step_model_flops(model, batch, stage)
     mm = by_group.get("matmul", 0.0)
     return {"case": "profile_step", "arch": arch, "stage": stage, "batch": b, "crops": k, "precision": precision,
             "step_s": round(seconds, 3), "profiled_aten_s": round(total, 3),

@@ -31,7 +31,7 @@ import argparse
 import os
 import resource
 import sys
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -117,6 +117,35 @@ def _real_length(tokens: torch.Tensor) -> int:
     return int(tokens.reshape(-1, tokens.shape[-1]).argmax(dim=-1).max()) + 1
 
 
+def step_model_flops(model: torch.nn.Module, batch: Dict[str, torch.Tensor], stage: int) -> float:
+    """Model FLOPs of one step: the necessary work (every image once, every text once at its real
+    length), forward + backward = 3x forward."""
+    b = batch["global_image"].shape[0]
+    crops = int((batch["subset_boxes" if stage == 1 else "boxes"][..., 4] > 0.5).sum())
+    text_flops = b * clip_text_flops(model, _real_length(batch["global_text"]))
+    if stage == 2:
+        text_flops += crops * clip_text_flops(model, _real_length(batch["local_texts"]))
+    return 3 * ((b + crops) * clip_image_flops(model) + text_flops)
+
+
+def train_step(fwd, opt, batch: Dict[str, torch.Tensor], device: str, dtype: Optional[torch.dtype],
+               scaler: Optional[torch.amp.GradScaler] = None) -> torch.Tensor:
+    """One step: ``fwd(batch)`` under autocast (``dtype=None``: none), the sum of the ``*_loss`` terms,
+    backward and optimizer step (through ``scaler`` when given). Returns the detached total."""
+    with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
+        losses = fwd(batch)
+    total = sum(v for k, v in losses.items() if k.endswith("_loss"))
+    opt.zero_grad(set_to_none=True)
+    if scaler is None:
+        total.backward()
+        opt.step()
+    else:
+        scaler.scale(total).backward()
+        scaler.step(opt)
+        scaler.update()
+    return total.detach()
+
+
 def build(arch: str, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     return open_clip.create_model(arch)
@@ -142,14 +171,7 @@ def run_path(name: str, arch: str, stage: int, batch: Dict[str, torch.Tensor], d
     scaler = torch.amp.GradScaler(device, enabled=dtype == torch.float16)
 
     def step() -> float:
-        with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
-            losses = fwd(batch)
-        total = sum(v for k, v in losses.items() if k.endswith("_loss"))
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        scaler.step(opt)
-        scaler.update()
-        return float(total.detach())
+        return float(train_step(fwd, opt, batch, device, dtype, scaler))
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -159,13 +181,7 @@ def run_path(name: str, arch: str, stage: int, batch: Dict[str, torch.Tensor], d
            else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) * 1024)
     counted = count_flops(step)
     b = batch["global_image"].shape[0]
-    crops = int((batch["subset_boxes" if stage == 1 else "boxes"][..., 4] > 0.5).sum())
-    # model FLOPs: the necessary work (every image once, every text once at its real length), fwd + bwd = 3x
-    cap_len = _real_length(batch["global_text"])
-    text_flops = b * clip_text_flops(model, cap_len)
-    if stage == 2:
-        text_flops += crops * clip_text_flops(model, _real_length(batch["local_texts"]))
-    model_flops = 3 * ((b + crops) * clip_image_flops(model) + text_flops)
+    model_flops = step_model_flops(model, batch, stage)
     peak = peaks["bf16" if dtype == torch.bfloat16 else "fp32"]
     return {"path": name, "arch": arch, "stage": stage, "precision": precision, "batch": b,
             "step_s": round(t, 4), "samples_per_s": round(b / t, 2), "peak_mem_mb": round(mem / 2 ** 20, 1),
@@ -193,12 +209,7 @@ def trim_compare(spec: Dict[str, Any]) -> Dict[str, Any]:
 
     def step(trim: bool) -> float:
         t0 = time.perf_counter()
-        with torch.autocast(dev, dtype=dtype or torch.float32, enabled=dtype is not None):
-            losses = tasks[trim](batch)[0]
-        total = sum(v for k, v in losses.items() if k.endswith("_loss"))
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
+        train_step(lambda b: tasks[trim](b)[0], opt, batch, dev, dtype)
         if dev == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0

@@ -57,12 +57,13 @@ def _text(ref_model, names):
     return _TEXT[key]
 
 
-def _text_uncached(ref_model, names):
+def _text_uncached(ref_model, names, templates=open_clip.OPENAI_IMAGENET_TEMPLATES):
+    """Per name: the mean of the unit prompt embeddings, renormalised (templates: callables or '{c}' strings)."""
     model, tok = ref_model
     rows = []
     with torch.no_grad():
         for n in names:
-            e = model.encode_text(tok([t(n) for t in open_clip.OPENAI_IMAGENET_TEMPLATES])).double()
+            e = model.encode_text(tok([t(n) if callable(t) else t.replace("{c}", n) for t in templates])).double()
             e = e / e.norm(dim=-1, keepdim=True)
             m = e.mean(0)
             rows.append((m / m.norm()).numpy())
@@ -336,20 +337,9 @@ def test_text_cache_keeps_autocast_regimes_apart(ref_model, tmp_path):
     assert len(list(tmp_path.glob("*.pt"))) == 2  # two entries, one per regime
     # the bf16 entry holds what bf16 autocast computes, the fp32 entry the fp32 result: they differ
     assert not torch.equal(low, fp32)
-    np.testing.assert_allclose(fp32.numpy(), _text_uncached_templates(model, tok, names, templates), atol=1e-5)
+    np.testing.assert_allclose(fp32.numpy(), _text_uncached(ref_model, names, templates), atol=1e-5)
     text_cache.clear_memory_cache()
     torch.testing.assert_close(cache.get(model, tok, names, templates), fp32, rtol=0, atol=0)
-
-
-def _text_uncached_templates(model, tok, names, templates):
-    rows = []
-    with torch.no_grad():
-        for n in names:
-            e = model.encode_text(tok([t.replace("{c}", n) for t in templates])).double()
-            e = e / e.norm(dim=-1, keepdim=True)
-            m = e.mean(0)
-            rows.append((m / m.norm()).numpy())
-    return np.stack(rows)
 
 
 def test_bf16_autocast_segmentor_encodes_text_in_fp32(ckpt, ref_model, farslip_cache):
