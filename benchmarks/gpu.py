@@ -36,8 +36,8 @@ from typing import Any, Dict, List, Optional
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import clip_image_flops, clip_text_flops, emit, machine, matmul_peak  # noqa: E402
-from train_throughput import make_batch, task_config  # noqa: E402
+from _common import clip_image_flops, emit, machine, matmul_peak  # noqa: E402
+from train_throughput import make_batch, step_model_flops, task_config, train_step  # noqa: E402
 
 #: bf16 dense tensor-core peak (no sparsity), FLOP/s, by a substring of ``torch.cuda.get_device_name``.
 SPEC_BF16_PEAK = {"H200": 989.4e12, "H100": 989.4e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12,
@@ -85,13 +85,7 @@ def train_case(arch: str, stage: int, batch: int, crops: int, dev: str, steps: i
     opt = build_optimizer(model, lr=1e-6, weight_decay=0.2, impl="fused" if dev.startswith("cuda") else "auto")
 
     def step() -> torch.Tensor:
-        with torch.autocast(dev.split(":")[0], dtype=torch.bfloat16):
-            losses = fwd(data)
-        total = sum(v for k, v in losses.items() if k.endswith("_loss"))
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        return total.detach()
+        return train_step(fwd, opt, data, dev.split(":")[0], torch.bfloat16)
 
     for _ in range(2):  # compile + autotune + allocator warm-up
         step()
@@ -105,8 +99,7 @@ def train_case(arch: str, stage: int, batch: int, crops: int, dev: str, steps: i
     _sync(dev)
     step_s = (time.perf_counter() - t0) / steps
     n_crops = int((data["subset_boxes" if stage == 1 else "boxes"][..., 4] > 0.5).sum())
-    texts = batch + (n_crops if stage == 2 else 0)
-    flops = 3 * ((batch + n_crops) * clip_image_flops(model) + texts * clip_text_flops(model))
+    flops = step_model_flops(model, data, stage)
     peak = peaks["spec"] or peaks["measured"]
     rec = {"case": "train", "arch": arch, "stage": stage, "precision": "bf16", "batch": batch, "crops": crops,
            "compile": compile_backend if compile_ else False, "grad_ckpt": grad_ckpt, "optimizer": type(opt).__name__,
